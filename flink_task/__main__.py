@@ -1,0 +1,3 @@
+from flink_task.cli import console_main
+
+console_main()
