@@ -154,12 +154,59 @@ INPUTS: tuple[Input, ...] = (
         f"Azure Resource Manager endpoint (default {DEFAULT_MANAGEMENT_ENDPOINT}).",
         group="cluster",
     ),
+    Input(
+        "azureSubscription",
+        "Azure DevOps only: the Azure Resource Manager service connection to sign in with.",
+        group="auth",
+    ),
+    Input(
+        "authType",
+        "How to sign in to Azure: auto (the default) picks from what is present.",
+        kind="choice",
+        choices=(
+            "auto",
+            "secret",
+            "certificate",
+            "github-oidc",
+            "azure-devops-oidc",
+            "managed-identity",
+            "azure-cli",
+            "default",
+        ),
+        group="auth",
+    ),
+    Input(
+        "cloud",
+        "Azure cloud: AzureCloud (default), AzureUSGovernment, AzureChinaCloud, or custom "
+        "with managementEndpoint and authorityHost.",
+        kind="choice",
+        choices=("AzureCloud", "AzureUSGovernment", "AzureChinaCloud", "custom"),
+        group="auth",
+    ),
     Input("tenantId", "Microsoft Entra tenant id of the service principal.", group="auth"),
     Input("clientId", "Application (client) id of the service principal.", group="auth"),
     Input(
         "clientSecret",
         "Client secret of the service principal (secret input or environment variable only).",
         secret=True,
+        group="auth",
+    ),
+    Input(
+        "clientCertificate",
+        "Client certificate of the service principal: a PEM file path or the PEM text, "
+        "private key included (secret input or environment variable only).",
+        secret=True,
+        group="auth",
+    ),
+    Input(
+        "clientCertificatePassword",
+        "Password of the client certificate's private key, if it has one.",
+        secret=True,
+        group="auth",
+    ),
+    Input(
+        "audience",
+        "Audience of the OIDC token requested from the pipeline (default api://AzureADTokenExchange).",
         group="auth",
     ),
     Input(
@@ -177,6 +224,8 @@ AZURE_ENV_FALLBACKS = {
     "clientId": "AZURE_CLIENT_ID",
     "clientSecret": "AZURE_CLIENT_SECRET",
     "authorityHost": "AZURE_AUTHORITY_HOST",
+    "clientCertificate": "AZURE_CLIENT_CERTIFICATE_PATH",
+    "clientCertificatePassword": "AZURE_CLIENT_CERTIFICATE_PASSWORD",
 }
 
 
