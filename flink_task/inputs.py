@@ -84,14 +84,15 @@ INPUTS: tuple[Input, ...] = (
     ),
     Input(
         "jobJarDirectory",
-        "Directory that holds the job jar, for example abfs://container@account.dfs.core.windows.net/jars.",
+        "Directory that holds the job jar, for example "
+        "abfs://container@account.dfs.core.windows.net/jars.",
     ),
     Input("jarName", "File name of the job jar in jobJarDirectory."),
     Input("entryClass", "Fully qualified main class of the job."),
     Input("args", "Program arguments as one string, split like a POSIX shell would."),
     Input(
         "parallelism",
-        "Default parallelism of the job (a positive integer). The task sends 2 when NEW gets none.",
+        "Default parallelism of the job (a positive integer); NEW uses 2 when none is given.",
         kind="integer",
     ),
     Input("savepointDirectory", "Directory where the job's savepoints are written."),
@@ -111,7 +112,8 @@ INPUTS: tuple[Input, ...] = (
     ),
     Input(
         "drain",
-        "STOP only: emit the maximum watermark before the savepoint, firing all event-time timers.",
+        "STOP only: emit the maximum watermark before the savepoint, "
+        "firing all event-time timers.",
         kind="boolean",
     ),
     Input(
