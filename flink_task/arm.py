@@ -14,11 +14,11 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote, urlencode, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
@@ -113,9 +113,7 @@ class JobApiClient:
     # -- URLs -------------------------------------------------------------------------
 
     def url(self, operation: str, **query: str) -> str:
-        path = quote(f"{self.target.cluster_path}/{operation}")
-        params = {"api-version": self.target.api_version, **query}
-        return f"{self.target.management_endpoint}{path}?{urlencode(params, quote_via=quote)}"
+        return self.target.url(operation, **query)
 
     # -- runJob ----------------------------------------------------------------------
 
@@ -145,7 +143,8 @@ class JobApiClient:
                     delay,
                 )
                 self._pause(delay)
-            except ServiceResponseError as error:
+            except (ServiceResponseError, HttpResponseError) as error:
+                # Sent, but the answer was lost or unreadable: the server may have acted on it.
                 raise SubmissionUncertainError(
                     "runJob was sent but no answer came back "
                     f"({_short(error)}); the action may or may not have been accepted, so it "

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from flink_task import apiversions, schemas
 from flink_task.errors import InputError
@@ -80,6 +81,12 @@ class ClusterTarget:
     @property
     def features(self) -> apiversions.ApiFeatures:
         return apiversions.features(self.api_version)
+
+    def url(self, operation: str, **query: str) -> str:
+        """Return the absolute URL of a job API operation (``runJob`` or ``jobs``)."""
+        path = quote(f"{self.cluster_path}/{operation}")
+        params = {"api-version": self.api_version, **query}
+        return f"{self.management_endpoint}{path}?{urlencode(params, quote_via=quote)}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,3 +1,4 @@
 pytest_plugins = [
     "tests.plugins.network",
+    "tests.plugins.azure",
 ]

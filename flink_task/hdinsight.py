@@ -1,0 +1,241 @@
+"""The HDInsight target: submit an action through runJob and wait for its result.
+
+How the result of *this* action is told apart from the previous action's result: right
+after the submission the jobs list can still show the previous action's SUCCESS.
+
+* API versions with ``runId`` (2023-11-01-preview and later): the task sends a fresh
+  run id and accepts only a record carrying that id.
+* Versions without ``runId``: the task reads the job's record before submitting. After
+  the submission a final result counts once the runJob operation has completed and the
+  record shows this action happened: ``IN_PROGRESS`` was seen, or the record differs from
+  the one read before (action, job id, status, result, output or last savepoint), or the
+  operation's final body carried the result itself. If none of these shows within
+  ``SETTLE_SECONDS`` after the operation completed, the record is taken as the result
+  (an action that changes nothing, such as a second LIST_SAVEPOINT) and a warning says so.
+* DELETE is done when the record is gone from the list.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flink_task.arm import JobApiClient, response_json
+from flink_task.errors import ActionFailedError, CancelledError
+from flink_task.request import RunRequest
+from flink_task.waiting import Waiter, WaitTimeoutError
+
+logger = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 10.0
+TERMINAL_RESULTS = frozenset({"SUCCESS", "FAILED"})
+_COMPARED_FIELDS = ("action", "jobId", "status", "actionResult", "jobOutput", "lastSavePoint")
+
+
+@dataclass
+class Outcome:
+    """What a run ended with: the job record as last seen and how the wait ended."""
+
+    record: dict[str, Any] | None
+    finished: bool = True  # False: the deadline came first, or the run did not wait
+    deleted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def action_result(self) -> str:
+        if self.deleted:
+            return "SUCCESS"
+        if self.record is None:
+            return "IN_PROGRESS"
+        return str(self.record.get("actionResult") or "IN_PROGRESS")
+
+
+class WaitInterruptedError(Exception):
+    """A wait ended early (deadline or cancellation); carries the last known record."""
+
+    def __init__(self, cause: Exception, record: dict[str, Any] | None) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.record = record
+
+
+@dataclass
+class _Tracker:
+    """What the wait has learnt about the submitted action so far."""
+
+    before: dict[str, Any] | None
+    run_id: str | None
+    operation_done: bool = False
+    operation_done_at: float | None = None
+    saw_in_progress: bool = False
+    final_from_operation: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+
+
+def run_action(request: RunRequest, client: JobApiClient, waiter: Waiter) -> Outcome:
+    """Submit the request's action and, unless told not to, wait for its result."""
+    assert request.body is not None and request.job_name is not None
+    before = client.find_job(request.job_name)
+    tracker = _Tracker(before=before, run_id=request.run_id, last=before)
+    logger.info(
+        "Submitting %s for job %s on cluster %s (API version %s%s)",
+        request.action,
+        request.job_name,
+        request.target.cluster,
+        request.target.api_version,
+        f", run id {request.run_id}" if request.run_id else "",
+    )
+    response = client.submit(request.body)
+    logger.info("runJob accepted with HTTP %s", response.status_code)
+    if not request.wait:
+        record = _submitted_record(request, before, response_json(response))
+        return Outcome(record=record, finished=record.get("actionResult") in TERMINAL_RESULTS)
+    try:
+        _follow_operation(client, response, tracker, waiter)
+        return _wait_for_record(request, client, tracker, waiter)
+    except (WaitTimeoutError, CancelledError) as error:
+        raise WaitInterruptedError(error, tracker.last) from error
+
+
+def _follow_operation(
+    client: JobApiClient, response: Any, tracker: _Tracker, waiter: Waiter
+) -> None:
+    """Poll the runJob long-running operation until it completes."""
+    url = client.operation_url(response)
+    if response.status_code == 202 and url is None:
+        logger.info("runJob answered 202 without an operation URL; watching the jobs list")
+    while response.status_code == 202 and url is not None:
+        retry_after = _retry_after(response)
+        waiter.pause(retry_after)
+        response = client.poll(url)
+        url = client.operation_url(response) or url  # a poll may move the operation
+        if waiter.progress_due():
+            logger.info("runJob operation still running (%.0f s)", waiter.elapsed)
+    body = response_json(response)
+    if response.status_code != 202 and body is not None:
+        properties = body.get("properties") if isinstance(body.get("properties"), dict) else None
+        if properties is not None:
+            tracker.final_from_operation = properties
+    tracker.operation_done = True
+    tracker.operation_done_at = waiter.elapsed
+    waiter.reset_interval()
+
+
+def _retry_after(response: Any) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value), 60.0))
+    except ValueError:
+        return None
+
+
+def _wait_for_record(
+    request: RunRequest, client: JobApiClient, tracker: _Tracker, waiter: Waiter
+) -> Outcome:
+    assert request.job_name is not None
+    last_state: tuple[Any, ...] | None = None
+    while True:
+        record = client.find_job(request.job_name)
+        if request.action == "DELETE":
+            if record is None:
+                logger.info("Job %s is no longer listed: DELETE done", request.job_name)
+                return Outcome(record=tracker.last, deleted=True)
+        if record is not None:
+            tracker.last = record
+            if record.get("actionResult") == "IN_PROGRESS" and _is_ours(record, tracker):
+                tracker.saw_in_progress = True
+        state = _state_of(record)
+        if state != last_state:
+            logger.info("Job %s: %s", request.job_name, _describe(record))
+            last_state = state
+        elif waiter.progress_due():
+            logger.info(
+                "Still waiting for %s on job %s (%.0f s): %s",
+                request.action,
+                request.job_name,
+                waiter.elapsed,
+                _describe(record),
+            )
+        outcome = _result_if_final(request, record, tracker, waiter)
+        if outcome is not None:
+            return outcome
+        waiter.pause()
+
+
+def _result_if_final(
+    request: RunRequest, record: dict[str, Any] | None, tracker: _Tracker, waiter: Waiter
+) -> Outcome | None:
+    if record is None:
+        if request.action != "DELETE" and tracker.operation_done and tracker.before is not None:
+            raise ActionFailedError(
+                f"job {request.job_name} disappeared from the jobs list during {request.action}"
+            )
+        return None
+    if record.get("actionResult") not in TERMINAL_RESULTS or not _is_ours(record, tracker):
+        return None
+    if tracker.run_id is not None and record.get("runId") == tracker.run_id:
+        return Outcome(record=record)
+    if not tracker.operation_done:
+        return None
+    if tracker.saw_in_progress or _differs(tracker.before, record):
+        return Outcome(record=record)
+    final = tracker.final_from_operation
+    if final and final.get("actionResult") in TERMINAL_RESULTS:
+        return Outcome(record=record)
+    assert tracker.operation_done_at is not None
+    if waiter.elapsed - tracker.operation_done_at >= SETTLE_SECONDS:
+        note = (
+            f"The record of job {request.job_name} did not change after {request.action}; "
+            "taking it as this action's result"
+        )
+        logger.warning(note)
+        return Outcome(record=record, notes=[note])
+    return None
+
+
+def _is_ours(record: dict[str, Any], tracker: _Tracker) -> bool:
+    """Return False for a record that provably belongs to another submission."""
+    record_run_id = record.get("runId")
+    if tracker.run_id is None or record_run_id is None:
+        return True
+    return bool(record_run_id == tracker.run_id)
+
+
+def _differs(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    if before is None:
+        return True
+    return any(before.get(name) != after.get(name) for name in _COMPARED_FIELDS)
+
+
+def _state_of(record: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    if record is None:
+        return None
+    return tuple(record.get(name) for name in ("runId", "status", "actionResult", "action"))
+
+
+def _describe(record: dict[str, Any] | None) -> str:
+    if record is None:
+        return "not listed"
+    return (
+        f"status {record.get('status') or '-'}, action {record.get('action') or '-'}, "
+        f"actionResult {record.get('actionResult') or '-'}"
+    )
+
+
+def _submitted_record(
+    request: RunRequest, before: dict[str, Any] | None, body: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Describe a submission the run does not wait for: IN_PROGRESS unless the body says more."""
+    record = dict(before or {})
+    record.update({"jobName": request.job_name, "action": request.action})
+    if request.run_id:
+        record["runId"] = request.run_id
+    properties = body.get("properties") if body else None
+    if isinstance(properties, dict) and properties.get("actionResult") in TERMINAL_RESULTS:
+        record.update(properties)
+    else:
+        record["actionResult"] = "IN_PROGRESS"
+    return record
