@@ -1,0 +1,895 @@
+"""The engine: job actions (NEW, STOP, START, UPDATE, ...) over Flink's REST API."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from flink_task.engine import records as rec
+from flink_task.engine.jars import JarError, JarResolver
+from flink_task.engine.records import (
+    CANCELLED,
+    FAILED,
+    IN_PROGRESS,
+    RUNNING,
+    STOPPED,
+    SUCCESS,
+    ActionConflictError,
+    EngineError,
+    InvalidRequestError,
+    JobNotFoundError,
+    api_properties,
+    utc_now,
+)
+from flink_task.engine.rest import FlinkRestClient, FlinkRestError
+from flink_task.engine.store import JobLockedError, JobStore, StoreError
+from flink_task.engine.waits import Poller, Timeouts, WaitTimeoutError, parse_duration
+
+logger = logging.getLogger(__name__)
+
+# Statuses of the job record that each action requires. LIST_SAVEPOINT and DELETE are checked
+# separately (any status; not RUNNING).
+_REQUIRED_STATUS: dict[str, frozenset[str]] = {
+    "SAVEPOINT": frozenset({RUNNING}),
+    "STOP": frozenset({RUNNING}),
+    "START": frozenset({STOPPED, CANCELLED, FAILED}),
+    "UPDATE": frozenset({RUNNING}),
+    "STATELESS_UPDATE": frozenset({RUNNING, STOPPED}),
+    "LAST_STATE_UPDATE": frozenset({RUNNING}),
+    "RE_LAUNCH": frozenset({FAILED}),
+    "CANCEL": frozenset({RUNNING}),
+}
+
+# Flink job states: terminal ones, and how a terminal state maps to a record status.
+_TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
+_STATUS_OF_TERMINAL = {"FAILED": FAILED, "CANCELED": CANCELLED, "FINISHED": STOPPED}
+_SAVEPOINT_DIRECTORY_KEYS = ("execution.checkpointing.savepoint-dir", "state.savepoints.dir")
+_CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
+_DEFAULT_CHECKPOINT_TIMEOUT = 600.0
+
+
+class ActionFailure(Exception):
+    """An action that cannot complete; the message becomes the record's jobOutput."""
+
+
+def new_flink_id() -> str:
+    """Return a fresh 32-hex id, the format Flink uses for job ids and trigger ids."""
+    return uuid.uuid4().hex
+
+
+class Engine:
+    """Runs job actions against one Flink cluster and keeps their records in a JobStore.
+
+    ``begin`` checks a request and marks the record IN_PROGRESS, ``execute`` carries the
+    action out and never raises for an action that fails (the record ends FAILED with the root
+    cause in jobOutput), and ``recover`` settles records that a stopped process left
+    IN_PROGRESS. Public methods return records as ClusterJob API properties.
+    """
+
+    def __init__(
+        self,
+        *,
+        flink: FlinkRestClient,
+        store: JobStore,
+        jars: JarResolver,
+        default_savepoint_dir: str | None = None,
+        timeouts: Timeouts | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.flink = flink
+        self.store = store
+        self.jars = jars
+        self.default_savepoint_dir = default_savepoint_dir
+        self.timeouts = timeouts or Timeouts()
+        self._poller = Poller(
+            clock=clock,
+            sleep=sleep,
+            poll_interval=self.timeouts.poll_interval,
+            log_interval=self.timeouts.log_interval,
+        )
+
+    # --- public interface -------------------------------------------------------------------
+
+    def begin(self, properties: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the action's precondition and mark the record IN_PROGRESS (durably).
+
+        Raises InvalidRequestError (HTTP 400), JobNotFoundError (404) or ActionConflictError
+        (409: an action is IN_PROGRESS on the job, NEW on an existing name, or a status that
+        does not allow the action). Returns the record as ClusterJob properties.
+        """
+        request = rec.validate_request(properties)
+        name, action = request["jobName"], request["action"]
+        try:
+            with self.store.lock(name, f"begin {action}"):
+                record = self._load(name)
+                record = self._check_precondition(action, name, record)
+                self._mark_in_progress(record, request)
+                self.store.save(record)
+        except JobLockedError as exc:
+            raise ActionConflictError(str(exc)) from None
+        logger.info("Accepted %s on job %s (runId %s)", action, name, record["runId"])
+        return api_properties(record)
+
+    def execute(self, job_name: str) -> dict[str, Any]:
+        """Carry out the action recorded by ``begin`` and return the final record.
+
+        An action that fails ends with actionResult FAILED and the root cause in jobOutput. For
+        DELETE the returned record is the one removed, with actionResult SUCCESS.
+        Raises JobNotFoundError when there is no record, and ActionConflictError when the record
+        is not IN_PROGRESS or another process holds its lock.
+        """
+        try:
+            with self.store.lock(job_name, "execute"):
+                record = self._load(job_name)
+                if record is None:
+                    raise JobNotFoundError(f"job {job_name} has no record")
+                if record.get("actionResult") != IN_PROGRESS:
+                    raise ActionConflictError(
+                        f"job {job_name} has no action in progress; call begin() first"
+                    )
+                self._run_action(record)
+        except JobLockedError as exc:
+            raise ActionConflictError(str(exc)) from None
+        return api_properties(record)
+
+    def run(self, properties: Mapping[str, Any]) -> dict[str, Any]:
+        """Run one action to its end: ``begin`` and then ``execute``."""
+        started = self.begin(properties)
+        return self.execute(started["jobName"])
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        """Return every job record as ClusterJob properties, sorted by name."""
+        jobs = []
+        for name in self.store.names():
+            record = self._load(name)
+            if record is not None:
+                jobs.append(api_properties(record))
+        return jobs
+
+    def get_job(self, job_name: str) -> dict[str, Any] | None:
+        """Return the record of a job as ClusterJob properties, or None."""
+        record = self._load(job_name)
+        return api_properties(record) if record else None
+
+    def get_record(self, job_name: str) -> dict[str, Any] | None:
+        """Return the full record of a job, internal fields included, or None."""
+        return self._load(job_name)
+
+    def savepoints(self, job_name: str) -> list[str]:
+        """Return the savepoint paths of a job, newest first."""
+        record = self._load(job_name)
+        return [entry["path"] for entry in (record or {}).get("savepoints", [])]
+
+    def recover(self) -> list[str]:
+        """Settle every record left IN_PROGRESS by a process that stopped; return their names.
+
+        Each record is reconciled with what Flink reports: a job submitted under the recorded
+        id and running finishes the action, a completed savepoint is added to the history, and
+        anything else ends FAILED with a jobOutput that says where the action stopped. Records
+        whose lock a live process holds are skipped.
+        """
+        recovered = []
+        for name in self.store.names():
+            try:
+                with self.store.lock(name, "recover"):
+                    record = self._load(name)
+                    if record is None or record.get("actionResult") != IN_PROGRESS:
+                        continue
+                    self._recover_record(record)
+                    recovered.append(name)
+            except JobLockedError:
+                logger.info("Skipped recovery of job %s: a running action holds its lock", name)
+            except StoreError as exc:
+                logger.error("Skipped recovery of job %s: %s", name, exc)
+        return recovered
+
+    # --- begin ------------------------------------------------------------------------------
+
+    def _load(self, name: str) -> dict[str, Any] | None:
+        try:
+            return self.store.load(name)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+
+    def _check_precondition(
+        self, action: str, name: str, record: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        if action == "NEW":
+            if record is not None:
+                raise ActionConflictError(
+                    f"job {name} already exists (status {record.get('status')}); "
+                    "use START, UPDATE or DELETE, or choose another jobName"
+                )
+            return {"jobName": name, "jobType": "FlinkJob", "createdAt": utc_now()}
+        if record is None:
+            raise JobNotFoundError(f"job {name} not found; create it with action NEW")
+        if record.get("actionResult") == IN_PROGRESS:
+            raise ActionConflictError(
+                f"job {name} has a {record.get('action')} action in progress; "
+                "wait until it ends, then retry"
+            )
+        self._refresh_status(record)
+        status = record.get("status")
+        if action == "DELETE":
+            if status == RUNNING:
+                raise ActionConflictError(
+                    f"job {name} is RUNNING; STOP or CANCEL it before DELETE"
+                )
+        elif action in _REQUIRED_STATUS and status not in _REQUIRED_STATUS[action]:
+            allowed = " or ".join(sorted(_REQUIRED_STATUS[action]))
+            raise ActionConflictError(
+                f"{action} needs job {name} to be {allowed}, but it is {status or 'not started'}"
+            )
+        return record
+
+    def _mark_in_progress(self, record: dict[str, Any], request: dict[str, Any]) -> None:
+        action = request["action"]
+        if action in rec.DEPLOYING_ACTIONS:
+            for key in rec.SPEC_FIELDS:
+                if key in request:
+                    record[key] = request[key]
+        elif "flinkConfiguration" in request:
+            # SAVEPOINT, STOP and the like may name a savepoint directory for this action only.
+            record["actionConfiguration"] = request["flinkConfiguration"]
+        if action == "NEW" and not record.get("jarName"):
+            raise InvalidRequestError("jarName: NEW needs the file name of the job jar")
+        if action == "NEW" and not record.get("jobJarDirectory"):
+            raise InvalidRequestError("jobJarDirectory: NEW needs the folder or URL of the jar")
+        record.update(
+            action=action,
+            actionResult=IN_PROGRESS,
+            jobOutput="",
+            savePointName=request.get("savePointName"),
+            runId=request.get("runId") or str(uuid.uuid4()),
+            actionStartedAt=utc_now(),
+            updatedAt=utc_now(),
+            step="accepted",
+        )
+        if action not in rec.DEPLOYING_ACTIONS and "flinkConfiguration" not in request:
+            record.pop("actionConfiguration", None)
+
+    def _refresh_status(self, record: dict[str, Any]) -> None:
+        """Update a RUNNING record whose Flink job has ended since the last action."""
+        job_id = record.get("jobId")
+        if record.get("status") != RUNNING or not job_id:
+            return
+        try:
+            details = self.flink.find_job(job_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not read the state of Flink job %s: %s", job_id, exc.root_cause)
+            return
+        if details is None:
+            logger.warning("Flink no longer knows job %s of %s", job_id, record["jobName"])
+            record["status"] = FAILED
+            return
+        state = str(details.get("state"))
+        if state in _TERMINAL_STATES:
+            logger.info("Flink job %s of %s is %s", job_id, record["jobName"], state)
+            record["status"] = _STATUS_OF_TERMINAL[state]
+
+    # --- execute ----------------------------------------------------------------------------
+
+    def _run_action(self, record: dict[str, Any]) -> None:
+        action = record["action"]
+        handler: Callable[[dict[str, Any]], None] = getattr(self, f"_do_{action.lower()}")
+        logger.info("Starting %s on job %s", action, record["jobName"])
+        try:
+            handler(record)
+        except ActionFailure as exc:
+            self._finish(record, FAILED, str(exc))
+        except (FlinkRestError, JarError, WaitTimeoutError, EngineError) as exc:
+            self._finish(record, FAILED, _cause_text(exc))
+        except Exception as exc:  # execute() reports every failure in the record
+            logger.exception("Unexpected error in %s on job %s", action, record["jobName"])
+            self._finish(record, FAILED, f"Unexpected error: {type(exc).__name__}: {exc}")
+        else:
+            self._finish(record, SUCCESS, record.get("jobOutput", ""))
+
+    def _finish(self, record: dict[str, Any], result: str, output: str) -> None:
+        record.update(actionResult=result, jobOutput=output, updatedAt=utc_now(), step="done")
+        for key in ("pendingJobId", "pendingTrigger", "pendingSpec", "pendingRestore"):
+            record[key] = None
+        record.pop("rollbackCause", None)
+        if result == FAILED:
+            self._settle_status_after_failure(record)
+            if record["action"] in rec.DEPLOYING_ACTIONS and record.get("deployed"):
+                # Keep describing the version that last ran, not the one that failed to start.
+                record.update(record["deployed"])
+        if record["action"] == "DELETE" and result == SUCCESS:
+            self.store.delete(record["jobName"])
+        else:
+            self.store.save(record)
+        log = logger.info if result == SUCCESS else logger.error
+        log(
+            "%s on job %s ended %s: %s",
+            record["action"],
+            record["jobName"],
+            result,
+            output.splitlines()[0] if output else "",
+        )
+
+    def _settle_status_after_failure(self, record: dict[str, Any]) -> None:
+        """Make a failed action's status describe the Flink job as it really is."""
+        job_id = record.get("jobId")
+        if not job_id:
+            record["status"] = record.get("status") or FAILED
+            return
+        try:
+            details = self.flink.find_job(job_id)
+        except FlinkRestError:
+            return
+        if details is None:
+            record["status"] = record.get("status") if record.get("status") != RUNNING else FAILED
+            return
+        state = str(details.get("state"))
+        if state in _TERMINAL_STATES:
+            if record.get("status") == RUNNING or state == "FAILED":
+                record["status"] = _STATUS_OF_TERMINAL[state]
+        else:
+            record["status"] = RUNNING
+
+    def _save_step(self, record: dict[str, Any], step: str) -> None:
+        record["step"] = step
+        record["updatedAt"] = utc_now()
+        self.store.save(record)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def _do_new(self, record: dict[str, Any]) -> None:
+        self._deploy(record, rec.spec_of(record), restore_path=None)
+
+    def _do_savepoint(self, record: dict[str, Any]) -> None:
+        job_id = record["jobId"]
+        directory = self._savepoint_directory(record)
+        trigger_id = self._record_trigger(record, job_id, "SAVEPOINT")
+        self.flink.trigger_savepoint(job_id, target_directory=directory, trigger_id=trigger_id)
+        path = self._await_savepoint(job_id, trigger_id)
+        self._add_savepoint(record, path, "SAVEPOINT", job_id)
+        record["jobOutput"] = f"Savepoint completed. Path: {path}"
+
+    def _do_list_savepoint(self, record: dict[str, Any]) -> None:
+        record["jobOutput"] = "\n".join(entry["path"] for entry in record.get("savepoints", []))
+
+    def _do_stop(self, record: dict[str, Any]) -> None:
+        path = self._stop_with_savepoint(record)
+        record["jobOutput"] = f"Savepoint completed. Path: {path}"
+
+    def _do_start(self, record: dict[str, Any]) -> None:
+        restore_path = self._savepoint_to_start_from(record)
+        self._deploy(record, rec.spec_of(record), restore_path=restore_path)
+
+    def _do_update(self, record: dict[str, Any]) -> None:
+        previous = dict(record.get("deployed") or rec.spec_of(record))
+        new_spec = rec.spec_of(record)
+        try:
+            path = self._stop_with_savepoint(record)
+        except BaseException:
+            record.update(previous)
+            raise
+        restore_path = self._named_savepoint(record) if record.get("savePointName") else path
+        self._deploy_or_roll_back(record, new_spec, previous, restore_path)
+
+    def _do_stateless_update(self, record: dict[str, Any]) -> None:
+        if record.get("status") == RUNNING:
+            self._cancel_and_wait(record)
+        self._deploy(record, rec.spec_of(record), restore_path=None)
+
+    def _do_last_state_update(self, record: dict[str, Any]) -> None:
+        previous = dict(record.get("deployed") or rec.spec_of(record))
+        new_spec = rec.spec_of(record)
+        job_id = record["jobId"]
+        retained = self._checkpoints_retained_on_cancel(job_id)
+        if not retained and not record.get("lastSavePoint"):
+            record.update(previous)
+            raise ActionFailure(
+                f"LAST_STATE_UPDATE needs retained checkpoints or a savepoint, and job {job_id} "
+                "has neither: set execution.checkpointing.externalized-checkpoint-retention to "
+                "RETAIN_ON_CANCELLATION (and execution.checkpointing.dir), or use UPDATE, "
+                "which takes a savepoint first. The job is still running."
+            )
+        self._cancel_and_wait(record)
+        restore_path = self._latest_checkpoint(job_id) if retained else None
+        if restore_path is None:
+            restore_path = record["lastSavePoint"]
+            logger.warning(
+                "No retained checkpoint of job %s; restoring from the last savepoint %s",
+                job_id,
+                restore_path,
+            )
+        self._deploy_or_roll_back(record, new_spec, previous, restore_path)
+
+    def _do_re_launch(self, record: dict[str, Any]) -> None:
+        restore_path = None
+        job_id = record.get("jobId")
+        if job_id:
+            restore_path = self._latest_checkpoint(job_id)
+        restore_path = restore_path or record.get("lastSavePoint")
+        spec = dict(record.get("deployed") or rec.spec_of(record))
+        self._deploy(record, spec, restore_path=restore_path)
+
+    def _do_cancel(self, record: dict[str, Any]) -> None:
+        state = self._cancel_and_wait(record)
+        record["jobOutput"] = f"Job {record['jobId']} is {state}"
+
+    def _do_delete(self, record: dict[str, Any]) -> None:
+        count = len(record.get("savepoints", []))
+        record["jobOutput"] = (
+            f"Job {record['jobName']} deleted; its {count} savepoint(s) stay on storage"
+        )
+
+    # --- deploying --------------------------------------------------------------------------
+
+    def _deploy_or_roll_back(
+        self,
+        record: dict[str, Any],
+        new_spec: dict[str, Any],
+        previous: dict[str, Any],
+        restore_path: str | None,
+    ) -> None:
+        """Run the new version; when it fails, run the previous one from the same state."""
+        try:
+            self._deploy(record, new_spec, restore_path=restore_path)
+            return
+        except (ActionFailure, FlinkRestError, JarError, WaitTimeoutError, EngineError) as exc:
+            cause = _cause_text(exc)
+        logger.error(
+            "%s of job %s failed (%s); rolling back to jar %s",
+            record["action"],
+            record["jobName"],
+            cause,
+            previous.get("jarName"),
+        )
+        record.update(previous)
+        record["rollbackCause"] = cause
+        self._save_step(record, "rolling back")
+        source = f"from {restore_path}" if restore_path else "without state"
+        try:
+            job_id = self._deploy(record, previous, restore_path=restore_path)
+        except (ActionFailure, FlinkRestError, JarError, WaitTimeoutError, EngineError) as exc:
+            raise ActionFailure(
+                f"{record['action']} failed: {cause}\nRollback failed too: the previous "
+                f"version (jar {previous.get('jarName')}) could not run again {source}: "
+                f"{_cause_text(exc)}"
+            ) from exc
+        raise ActionFailure(
+            f"{record['action']} failed: {cause}\nRolled back: the previous version (jar "
+            f"{previous.get('jarName')}) is running again {source} as job {job_id}."
+        )
+
+    def _deploy(
+        self, record: dict[str, Any], spec: Mapping[str, Any], *, restore_path: str | None
+    ) -> str:
+        """Upload the jar, run it under a job id recorded beforehand, and wait until it runs."""
+        configuration = spec.get("flinkConfiguration") or {}
+        jar_path = self.jars.resolve(spec.get("jobJarDirectory") or "", spec.get("jarName") or "")
+        job_id = new_flink_id()
+        record["pendingJobId"] = job_id
+        record["pendingSpec"] = dict(spec)
+        record["pendingRestore"] = restore_path
+        self._save_step(record, "submitting")
+
+        jar_id = self.flink.upload_jar(jar_path)
+        try:
+            self.flink.run_jar(
+                jar_id,
+                entry_class=spec.get("entryClass"),
+                program_args=rec.program_arguments(spec.get("args")),
+                parallelism=rec.parallelism_of(configuration),
+                job_id=job_id,
+                savepoint_path=restore_path,
+                allow_non_restored_state=rec.allows_non_restored_state(configuration),
+                flink_configuration=rec.flink_run_configuration(configuration),
+            )
+        except FlinkRestError as exc:
+            if not exc.is_duplicate_submission:
+                self._fail_submission(record, job_id, exc)
+            logger.info("Flink already had job %s; the submission went through", job_id)
+        finally:
+            self._delete_jar(jar_id)
+
+        self._save_step(record, "waiting for RUNNING")
+        self._await_running(record, job_id)
+        self._mark_running(record, job_id, spec, restore_path)
+        return job_id
+
+    def _fail_submission(self, record: dict[str, Any], job_id: str, error: FlinkRestError) -> None:
+        """Raise the submission's root cause; a FAILED ghost job makes the record FAILED."""
+        ghost = self._safe_find_job(job_id)
+        if ghost is not None:
+            record["jobId"] = job_id
+            record["status"] = FAILED
+            cause = self._safe_root_cause(job_id) or error.root_cause
+            raise ActionFailure(f"Job {job_id} failed to start: {cause}")
+        raise ActionFailure(error.root_cause)
+
+    def _mark_running(
+        self,
+        record: dict[str, Any],
+        job_id: str,
+        spec: Mapping[str, Any],
+        restore_path: str | None,
+    ) -> None:
+        record.update(
+            jobId=job_id,
+            status=RUNNING,
+            deployed=dict(spec),
+            restoredFrom=restore_path,
+            pendingJobId=None,
+            pendingSpec=None,
+            pendingRestore=None,
+            jobOutput=f"Job {job_id} is RUNNING",
+        )
+        self._save_step(record, "running")
+        if restore_path:
+            logger.info("Job %s of %s restored from %s", job_id, record["jobName"], restore_path)
+
+    def _delete_jar(self, jar_id: str) -> None:
+        try:
+            self.flink.delete_jar(jar_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not delete jar %s from Flink: %s", jar_id, exc.root_cause)
+
+    def _await_running(self, record: dict[str, Any], job_id: str) -> None:
+        """Wait until every task of the job is RUNNING; raise with the root cause otherwise."""
+        last: dict[str, Any] = {}
+
+        def check() -> bool | None:
+            details = self.flink.find_job(job_id)
+            if details is None:
+                return None
+            last.clear()
+            last.update(details)
+            state = str(details.get("state"))
+            if state in _TERMINAL_STATES:
+                record["jobId"] = job_id
+                record["status"] = _STATUS_OF_TERMINAL[state]
+                cause = self._safe_root_cause(job_id) or f"the job ended {state}"
+                raise ActionFailure(f"Job {job_id} failed to start: {cause}")
+            return True if state == RUNNING and _all_tasks_running(details) else None
+
+        try:
+            self._poller.wait(
+                f"all tasks of job {job_id} to run",
+                check,
+                self.timeouts.start,
+                progress=lambda: _task_summary(last),
+            )
+        except WaitTimeoutError:
+            raise ActionFailure(self._not_running_message(job_id, last)) from None
+
+    def _not_running_message(self, job_id: str, details: Mapping[str, Any]) -> str:
+        cause = self._safe_root_cause(job_id)
+        slots = ""
+        try:
+            free = self.flink.overview().get("slots-available")
+            slots = f"; the cluster has {free} free task slot(s)"
+        except FlinkRestError:
+            pass
+        try:
+            self.flink.cancel(job_id)
+            cancelled = "; the job was cancelled"
+        except FlinkRestError as exc:
+            cancelled = f"; cancelling it failed: {exc.root_cause}"
+        message = (
+            f"Job {job_id} did not get all tasks RUNNING within {self.timeouts.start:.0f} s "
+            f"(state {details.get('state', 'unknown')}, tasks {_task_summary(details)}){slots}"
+            f"{cancelled}. Check that the cluster has enough free slots for the parallelism"
+        )
+        if cause:
+            message += f". Last exception: {cause}"
+        return message
+
+    def _savepoint_to_start_from(self, record: dict[str, Any]) -> str | None:
+        if record.get("savePointName"):
+            return self._named_savepoint(record)
+        if record.get("lastSavePoint"):
+            return str(record["lastSavePoint"])
+        logger.info("Job %s has no savepoint; starting it without state", record["jobName"])
+        return None
+
+    def _named_savepoint(self, record: dict[str, Any]) -> str:
+        """Return the savepoint that savePointName names: a full path or a known name."""
+        name = str(record["savePointName"]).strip().rstrip("/")
+        known = [entry["path"] for entry in record.get("savepoints", [])]
+        for path in known:
+            if path.rstrip("/") == name or PurePosixPath(path.rstrip("/")).name == name:
+                return path
+        if "/" in name:
+            return name  # a full path outside the history; Flink checks that it exists
+        listed = ", ".join(PurePosixPath(path).name for path in known) or "none"
+        raise ActionFailure(
+            f"Savepoint {name} not found among the savepoints of job {record['jobName']} "
+            f"(known: {listed}); give a name from LIST_SAVEPOINT or a full savepoint path"
+        )
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _stop_with_savepoint(self, record: dict[str, Any]) -> str:
+        """Stop the job with a savepoint, confirm it ended, and return the savepoint path."""
+        job_id = record["jobId"]
+        directory = self._savepoint_directory(record)
+        configuration = {**(record.get("flinkConfiguration") or {})}
+        configuration.update(record.get("actionConfiguration") or {})
+        trigger_id = self._record_trigger(record, job_id, "STOP")
+        self.flink.stop_with_savepoint(
+            job_id,
+            target_directory=directory,
+            drain=rec.drain_requested(configuration),
+            trigger_id=trigger_id,
+        )
+        path = self._await_savepoint(job_id, trigger_id)
+        self._add_savepoint(record, path, "STOP", job_id)
+        state = self._await_terminal(job_id)
+        record["status"] = STOPPED
+        if state != "FINISHED":
+            logger.warning("Job %s ended %s after its stop-with-savepoint", job_id, state)
+        self._save_step(record, "stopped")
+        return path
+
+    def _cancel_and_wait(self, record: dict[str, Any]) -> str:
+        job_id = record["jobId"]
+        self._save_step(record, "cancelling")
+        try:
+            self.flink.cancel(job_id)
+        except FlinkRestError as exc:
+            if exc.status not in (404, 409):
+                raise
+            logger.info("Job %s was not running any more: %s", job_id, exc.root_cause)
+        state = self._await_terminal(job_id)
+        record["status"] = _STATUS_OF_TERMINAL.get(state, CANCELLED)
+        self._save_step(record, "cancelled")
+        return state
+
+    def _await_terminal(self, job_id: str) -> str:
+        def check() -> str | None:
+            details = self.flink.find_job(job_id)
+            if details is None:
+                return "CANCELED"
+            state = str(details.get("state"))
+            return state if state in _TERMINAL_STATES else None
+
+        try:
+            return self._poller.wait(f"job {job_id} to end", check, self.timeouts.terminal)
+        except WaitTimeoutError:
+            raise ActionFailure(
+                f"Job {job_id} did not reach a terminal state within "
+                f"{self.timeouts.terminal:.0f} s"
+            ) from None
+
+    # --- savepoints -------------------------------------------------------------------------
+
+    def _savepoint_directory(self, record: dict[str, Any]) -> str:
+        """Return the action's, the job's, the engine's or the cluster's savepoint directory."""
+        for configuration in (record.get("actionConfiguration"), record.get("flinkConfiguration")):
+            directory = (configuration or {}).get(rec.SAVEPOINT_DIRECTORY_KEY)
+            if directory:
+                return str(directory)
+        if self.default_savepoint_dir:
+            return self.default_savepoint_dir
+        cluster = self.flink.jobmanager_config()
+        for key in _SAVEPOINT_DIRECTORY_KEYS:
+            if cluster.get(key):
+                return cluster[key]
+        raise ActionFailure(
+            f"No savepoint directory for job {record['jobName']}: set "
+            "flinkConfiguration.savepoint.directory on the job, or "
+            "execution.checkpointing.savepoint-dir on the cluster. The job is unchanged."
+        )
+
+    def _record_trigger(self, record: dict[str, Any], job_id: str, kind: str) -> str:
+        trigger_id = new_flink_id()
+        record["pendingTrigger"] = {"triggerId": trigger_id, "flinkJobId": job_id, "kind": kind}
+        self._save_step(record, f"{kind.lower()} savepoint triggered")
+        return trigger_id
+
+    def _savepoint_timeout(self) -> float:
+        if self.timeouts.savepoint is not None:
+            return self.timeouts.savepoint
+        try:
+            text = self.flink.jobmanager_config().get(_CHECKPOINT_TIMEOUT_KEY, "")
+        except FlinkRestError:
+            text = ""
+        seconds = parse_duration(text) or _DEFAULT_CHECKPOINT_TIMEOUT
+        return seconds + self.timeouts.savepoint_margin
+
+    def _await_savepoint(self, job_id: str, trigger_id: str) -> str:
+        """Wait for a savepoint trigger and return its location; raise its failure cause."""
+
+        def check() -> str | None:
+            status = self.flink.savepoint_status(job_id, trigger_id)
+            if (status.get("status") or {}).get("id") != "COMPLETED":
+                return None
+            return _savepoint_location(job_id, status.get("operation") or {})
+
+        timeout = self._savepoint_timeout()
+        try:
+            return self._poller.wait(f"savepoint {trigger_id} of job {job_id}", check, timeout)
+        except WaitTimeoutError:
+            raise ActionFailure(
+                f"Savepoint of job {job_id} did not complete within {timeout:.0f} s "
+                f"(trigger {trigger_id}); the job keeps running unless Flink finishes the stop "
+                "later. Raise execution.checkpointing.timeout or look for backpressure"
+            ) from None
+
+    def _add_savepoint(self, record: dict[str, Any], path: str, kind: str, job_id: str) -> None:
+        entry = {"path": path, "createdAt": utc_now(), "kind": kind, "flinkJobId": job_id}
+        history = [item for item in record.get("savepoints", []) if item.get("path") != path]
+        record["savepoints"] = [entry, *history]
+        record["lastSavePoint"] = path
+        record["pendingTrigger"] = None
+        self._save_step(record, f"{kind.lower()} savepoint completed")
+        logger.info("Savepoint of job %s completed: %s", record["jobName"], path)
+
+    def _checkpoints_retained_on_cancel(self, job_id: str) -> bool:
+        externalization = self.flink.checkpoint_config(job_id).get("externalization") or {}
+        return bool(externalization.get("enabled")) and not externalization.get(
+            "delete_on_cancellation", True
+        )
+
+    def _latest_checkpoint(self, job_id: str) -> str | None:
+        """Return the path of the job's latest retained checkpoint or savepoint, if any."""
+        try:
+            latest = self.flink.checkpoints(job_id).get("latest") or {}
+        except FlinkRestError as exc:
+            logger.info("No checkpoint statistics for job %s: %s", job_id, exc.root_cause)
+            return None
+        candidates = [latest.get("completed") or {}, latest.get("savepoint") or {}]
+        usable = [
+            item
+            for item in candidates
+            if str(item.get("external_path") or "").partition(":")[1]
+            and not str(item.get("external_path")).startswith("<")
+            and not item.get("discarded")
+        ]
+        if not usable:
+            return None
+        newest = max(usable, key=lambda item: item.get("latest_ack_timestamp") or 0)
+        return str(newest["external_path"])
+
+    # --- recovery ---------------------------------------------------------------------------
+
+    def _recover_record(self, record: dict[str, Any]) -> None:
+        action = record.get("action", "?")
+        logger.warning(
+            "Recovering job %s: %s was interrupted at step %r",
+            record["jobName"],
+            action,
+            record.get("step"),
+        )
+        savepoint_path = self._recover_savepoint(record)
+        started = self._recover_submission(record)
+
+        if started and record.get("rollbackCause"):
+            self._finish(
+                record,
+                FAILED,
+                f"{action} failed: {record['rollbackCause']}\nRolled back: the previous "
+                f"version (jar {record.get('jarName')}) is running again as job "
+                f"{record['jobId']}.",
+            )
+        elif started:
+            self._finish(record, SUCCESS, f"Job {record['jobId']} is RUNNING")
+        elif action in ("SAVEPOINT", "STOP") and savepoint_path:
+            if action == "STOP":
+                self._recover_stop_state(record)
+            self._finish(record, SUCCESS, f"Savepoint completed. Path: {savepoint_path}")
+        elif action in ("LIST_SAVEPOINT", "DELETE"):
+            self._run_action(record)
+        else:
+            self._finish(record, FAILED, self._interrupted_message(record, savepoint_path))
+
+    def _recover_savepoint(self, record: dict[str, Any]) -> str | None:
+        """Add the savepoint of an interrupted trigger to the history when it completed."""
+        pending = record.get("pendingTrigger") or {}
+        if not pending:
+            return None
+        try:
+            status = self.flink.savepoint_status(pending["flinkJobId"], pending["triggerId"])
+            if (status.get("status") or {}).get("id") != "COMPLETED":
+                return None
+            path = _savepoint_location(pending["flinkJobId"], status.get("operation") or {})
+        except (FlinkRestError, ActionFailure) as exc:
+            logger.warning("Savepoint %s is lost or failed: %s", pending["triggerId"], exc)
+            return None
+        self._add_savepoint(record, path, pending.get("kind", "SAVEPOINT"), pending["flinkJobId"])
+        return path
+
+    def _recover_submission(self, record: dict[str, Any]) -> bool:
+        """Adopt a job submitted under the recorded id; return whether it is running."""
+        job_id = record.get("pendingJobId")
+        if not job_id:
+            return False
+        details = self._safe_find_job(job_id)
+        if details is None:
+            logger.info("Flink never received job %s of %s", job_id, record["jobName"])
+            return False
+        state = str(details.get("state"))
+        if state in _TERMINAL_STATES:
+            record["jobId"] = job_id
+            record["status"] = _STATUS_OF_TERMINAL[state]
+            return False
+        spec = dict(record.get("pendingSpec") or {})
+        record.update(spec)
+        self._mark_running(record, job_id, spec, record.get("pendingRestore"))
+        return True
+
+    def _recover_stop_state(self, record: dict[str, Any]) -> None:
+        details = self._safe_find_job(record.get("jobId") or "")
+        if details is None or str(details.get("state")) in _TERMINAL_STATES:
+            record["status"] = STOPPED
+
+    def _interrupted_message(self, record: dict[str, Any], savepoint_path: str | None) -> str:
+        self._settle_status_after_failure(record)
+        message = (
+            f"The {record.get('action')} action was interrupted at step "
+            f"{record.get('step')!r} because the process running it stopped. Flink job "
+            f"{record.get('jobId') or '(none)'} is {record.get('status') or 'not running'}."
+        )
+        if savepoint_path:
+            message += f" Savepoint {savepoint_path} completed and is kept."
+        return message + " Check the job, then run the action again."
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _safe_find_job(self, job_id: str) -> dict[str, Any] | None:
+        if not job_id:
+            return None
+        try:
+            return self.flink.find_job(job_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not read Flink job %s: %s", job_id, exc.root_cause)
+            return None
+
+    def _safe_root_cause(self, job_id: str) -> str:
+        try:
+            return self.flink.job_root_cause(job_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not read the exceptions of job %s: %s", job_id, exc.root_cause)
+            return ""
+
+
+def _savepoint_location(job_id: str, operation: Mapping[str, Any]) -> str:
+    """Return a completed savepoint's location; raise ActionFailure for a failure-cause."""
+    failure = operation.get("failure-cause")
+    if failure:
+        from flink_task.engine.rest import root_cause_of_stack
+
+        stack = str(failure.get("stack-trace") or failure.get("class") or "unknown failure")
+        raise ActionFailure(f"Savepoint of job {job_id} failed: {root_cause_of_stack(stack)}")
+    location = operation.get("location")
+    if not location:
+        raise ActionFailure(f"Savepoint of job {job_id} completed without a location")
+    return str(location)
+
+
+def _all_tasks_running(details: Mapping[str, Any]) -> bool:
+    vertices = details.get("vertices") or []
+    if not vertices:
+        return False
+    for vertex in vertices:
+        tasks = vertex.get("tasks") or {}
+        total = sum(int(count) for count in tasks.values())
+        running = int(tasks.get("RUNNING", 0)) + int(tasks.get("FINISHED", 0))
+        if total == 0 or running < total:
+            return False
+    return True
+
+
+def _task_summary(details: Mapping[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for vertex in details.get("vertices") or []:
+        for state, count in (vertex.get("tasks") or {}).items():
+            if int(count):
+                counts[state] = counts.get(state, 0) + int(count)
+    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none yet"
+
+
+def _cause_text(exc: BaseException) -> str:
+    if isinstance(exc, FlinkRestError):
+        return exc.root_cause
+    return str(exc)
