@@ -1,0 +1,181 @@
+"""`flink-task emulator`: serve the job API on loopback until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from flink_task.emulator.authority import DEFAULT_TOKEN_LIFETIME
+from flink_task.emulator.clusters import (
+    DEFAULT_CLUSTER,
+    DEFAULT_CLUSTER_POOL,
+    ClusterConfig,
+    ConfigError,
+    load_config,
+    parse_storage_mapping,
+)
+from flink_task.emulator.emulator import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    LOOPBACK_HOST,
+    Emulator,
+)
+from flink_task.errors import EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNEXPECTED
+
+logger = logging.getLogger(__name__)
+
+CLIENT_SECRET_VARIABLE = "FLINK_TASK_EMULATOR_CLIENT_SECRET"  # noqa: S105 (a variable name)
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "flink-task" / "emulator"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flink-task emulator",
+        description=(
+            "Serve the Azure HDInsight on AKS job API (runJob, jobs) and a matching Azure AD "
+            "token endpoint over HTTPS, backed by real Flink clusters. Prints one JSON line "
+            "with the connection details, then runs until SIGINT or SIGTERM."
+        ),
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help="folder for certificates, ids, the client secret and job records "
+        "(default: %(default)s)",
+    )
+    parser.add_argument("--host", default=LOOPBACK_HOST, help="address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help=f"allow a non-loopback --host; the client secret then comes from "
+        f"${CLIENT_SECRET_VARIABLE}",
+    )
+    parser.add_argument("--config", type=Path, help="JSON file that lists the clusters")
+    parser.add_argument("--flink-url", help="Flink REST URL of the single cluster")
+    parser.add_argument(
+        "--start-flink",
+        action="store_true",
+        help="start a local Flink cluster in the state folder and stop it on exit",
+    )
+    parser.add_argument(
+        "--flink-slots", type=int, default=4, help="task slots of the local Flink cluster"
+    )
+    parser.add_argument("--cluster-pool", default=DEFAULT_CLUSTER_POOL)
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
+    parser.add_argument("--resource-group", help="resource group name")
+    parser.add_argument("--subscription-id", help="subscription id (default: a stored UUID)")
+    parser.add_argument(
+        "--storage-mapping",
+        action="append",
+        default=[],
+        metavar="PREFIX=FOLDER",
+        help="serve jar URLs under PREFIX (for example abfs://...) from FOLDER; repeatable",
+    )
+    parser.add_argument(
+        "--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="jobs per page of GET jobs"
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=DEFAULT_TOKEN_LIFETIME,
+        help="lifetime of issued access tokens, in seconds",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        help="seconds to wait for running actions on shutdown",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the emulator until a signal and return the exit code."""
+    args = build_parser().parse_args(list(argv))
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop_requested = threading.Event()
+    _install_signal_handlers(stop_requested)
+    try:
+        emulator = _create(args)
+        emulator.start()
+    except ConfigError as error:
+        print(f"flink-task emulator: {error}", file=sys.stderr)
+        return EXIT_INVALID_INPUT
+    except Exception as error:
+        logger.exception("the emulator failed to start")
+        print(f"flink-task emulator: failed to start: {error}", file=sys.stderr)
+        return EXIT_UNEXPECTED
+    try:
+        print(json.dumps(emulator.info()), flush=True)
+        stop_requested.wait()
+        logger.info("stop requested, shutting down")
+    finally:
+        emulator.stop()
+    return EXIT_OK
+
+
+def _create(args: argparse.Namespace) -> Emulator:
+    if args.config and args.flink_url:
+        raise ConfigError("give either --config or --flink-url, not both")
+    secret = os.environ.get(CLIENT_SECRET_VARIABLE) or None
+    subscription_id = args.subscription_id
+    resource_group = args.resource_group
+    if args.config:
+        config = load_config(args.config)
+        clusters = config.clusters
+        subscription_id = subscription_id or config.subscription_id
+        resource_group = resource_group or config.resource_group
+    else:
+        if not args.flink_url and not args.start_flink:
+            raise ConfigError("give --flink-url, --start-flink or --config")
+        mappings = dict(parse_storage_mapping(text) for text in args.storage_mapping)
+        clusters = [
+            ClusterConfig(
+                args.cluster_pool,
+                args.cluster,
+                flink_url=args.flink_url,
+                storage_mappings=mappings,
+            )
+        ]
+    return Emulator(
+        args.state_dir,
+        clusters=clusters,
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        client_secret=secret,
+        subscription_id=subscription_id,
+        resource_group=resource_group,
+        page_size=args.page_size,
+        token_lifetime=args.token_lifetime,
+        start_flink=args.start_flink,
+        flink_slots=args.flink_slots,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+
+
+def _install_signal_handlers(stop_requested: threading.Event) -> None:
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
