@@ -1,4 +1,4 @@
-"""The HDInsight target against a faked ARM: LROs, paging, filters, retries and the stale-result race."""
+"""The HDInsight target against a faked ARM: LROs, paging, filters, retries, stale results."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from tests.plugins.azure import (
     CLIENT_ID,
     CLIENT_SECRET,
     CLUSTER,
-    CLUSTER_POOL,
     CLUSTER_PATH,
+    CLUSTER_POOL,
     JOBS_URL,
     RESOURCE_GROUP,
     RUN_JOB_URL,
@@ -29,7 +29,6 @@ from tests.plugins.azure import (
     FakeJobApi,
     job,
 )
-
 
 OPERATION_URL = (
     f"{ARM}/subscriptions/{SUBSCRIPTION_ID}/providers/Microsoft.HDInsight/operations/op1"

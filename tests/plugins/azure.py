@@ -88,6 +88,10 @@ class FakeJobApi:
         self.mock.add_callback(responses.POST, RUN_JOB_URL, callback=self._run_job)
         self.mock.add_callback(responses.GET, JOBS_URL, callback=self._jobs)
 
+    def expect_no_run_job(self) -> None:
+        """For runs that only list jobs: a runJob request would then fail the test."""
+        self.mock.remove(responses.POST, RUN_JOB_URL)
+
     @property
     def run_id(self) -> str | None:
         if not self.posted:

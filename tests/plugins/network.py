@@ -64,7 +64,16 @@ def _clean_pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every test without the variables of a real pipeline or Azure sign-in."""
     import os
 
-    prefixes = ("INPUT_", "ENDPOINT_", "AZURE_", "ACTIONS_", "GITHUB_", "SYSTEM_", "MSI_", "IDENTITY_")
+    prefixes = (
+        "INPUT_",
+        "ENDPOINT_",
+        "AZURE_",
+        "ACTIONS_",
+        "GITHUB_",
+        "SYSTEM_",
+        "MSI_",
+        "IDENTITY_",
+    )
     for name in list(os.environ):
         if name.startswith(prefixes) or name in {"TF_BUILD", "REQUESTS_CA_BUNDLE"}:
             monkeypatch.delenv(name, raising=False)

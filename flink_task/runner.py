@@ -1,0 +1,280 @@
+"""One run of the task: inputs, validation, sign-in, the action, outputs and the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from flink_task import __version__
+from flink_task.errors import (
+    EXIT_ACTION_FAILED,
+    EXIT_CANCELLED,
+    EXIT_OK,
+    EXIT_UNEXPECTED,
+    CancelledError,
+    FlinkTaskError,
+)
+from flink_task.inputs import INPUTS, add_input_flags, collect_raw_inputs
+from flink_task.redact import redact_properties
+from flink_task.report import ConsoleReporter, Reporter, detect_reporter
+from flink_task.request import RunRequest, build_run_request
+from flink_task.waiting import Cancellation, Waiter
+
+logger = logging.getLogger("flink_task")
+
+# Outputs of every run, in the order they are written.
+OUTPUT_NAMES = (
+    "jobId",
+    "status",
+    "actionResult",
+    "jobOutput",
+    "lastSavePoint",
+    "savepoints",
+    "job",
+)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    prog = "flink-task jobs" if command == "jobs" else "flink-task run"
+    description = (
+        "List jobs and their status."
+        if command == "jobs"
+        else "Perform a Flink job action through the HDInsight on AKS job API."
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Every input can also be set in its environment variable; flags win. "
+        "Secrets (clientSecret, clientCertificate, clientCertificatePassword) are read "
+        "from their environment variables only.",
+    )
+    parser.add_argument("--debug", action="store_true", help="Log debug details and tracebacks.")
+    parser.add_argument("--version", action="version", version=f"flink-task {__version__}")
+    if command == "jobs":
+        parser.add_argument(
+            "--json", action="store_true", help="Print the jobs as JSON instead of a table."
+        )
+    add_input_flags(parser)
+    return parser
+
+
+def main(command: str, argv: Sequence[str], environ: Mapping[str, str] | None = None) -> int:
+    """Run ``flink-task run`` or ``flink-task jobs`` and return the exit code."""
+    environ = os.environ if environ is None else environ
+    parser = build_parser(command)
+    flags = parser.parse_args(list(argv))
+    reporter = detect_reporter(environ=environ, stdout=sys.stdout, stderr=sys.stderr)
+    raw = collect_raw_inputs(flags, environ)
+    for spec in INPUTS:
+        if spec.secret and spec.name in raw:
+            reporter.mask(raw[spec.name])
+    reporter.install_logging(logging.DEBUG if flags.debug else logging.INFO)
+    cancellation = Cancellation()
+    try:
+        with cancellation.handle_signals():
+            exit_code = _run(command, flags, raw, environ, reporter, cancellation)
+    except FlinkTaskError as error:
+        reporter.fail(reporter.untrusted(str(error)))
+        exit_code = error.exit_code
+    except Exception as error:  # noqa: BLE001 - the last resort that maps to exit code 3
+        if flags.debug:
+            logger.debug("%s", "".join(traceback.format_exception(error)))
+        reporter.fail(
+            reporter.untrusted(f"unexpected error: {type(error).__name__}: {error}")
+            + ("" if flags.debug else " (run with --debug for the traceback)")
+        )
+        exit_code = EXIT_UNEXPECTED
+    reporter.finish(exit_code)
+    reporter.uninstall_logging()
+    return exit_code
+
+
+def _run(
+    command: str,
+    flags: argparse.Namespace,
+    raw: dict[str, str],
+    environ: Mapping[str, str],
+    reporter: Reporter,
+    cancellation: Cancellation,
+) -> int:
+    from flink_task.auth import plan_sign_in
+
+    sign_in = plan_sign_in(raw, environ)
+    for secret in sign_in.secrets:
+        reporter.mask(secret)
+    raw = dict(raw)
+    raw["managementEndpoint"] = sign_in.cloud.management_endpoint
+    request = build_run_request(
+        raw, command=command, subscription_fallback=sign_in.subscription_id
+    )
+    for secret in request.secret_values:
+        reporter.mask(secret)
+    logger.info(
+        "flink-task %s: %s on cluster %s (pool %s, API version %s)",
+        __version__,
+        request.action + (f" of job {request.job_name}" if request.job_name else ""),
+        request.target.cluster,
+        request.target.cluster_pool,
+        request.target.api_version,
+    )
+    if request.dry_run:
+        _print_dry_run(request, sys.stdout)
+        return EXIT_OK
+    logger.info("Signing in: %s", sign_in.describe())
+    credential = sign_in.create_credential(on_secret=reporter.mask)
+
+    from flink_task.arm import JobApiClient
+
+    client = JobApiClient(request.target, credential, scope=sign_in.scope)
+    try:
+        if request.action == "LIST":
+            return _list(request, client, reporter, command, flags)
+        return _perform(request, client, reporter, cancellation)
+    finally:
+        client.close()
+
+
+def _perform(
+    request: RunRequest, client: Any, reporter: Reporter, cancellation: Cancellation
+) -> int:
+    from flink_task import hdinsight
+
+    waiter = Waiter(timeout_seconds=request.timeout_minutes * 60, cancellation=cancellation)
+    try:
+        outcome = hdinsight.run_action(request, client, waiter)
+    except hdinsight.WaitInterruptedError as interrupted:
+        record = interrupted.record if interrupted.record is not None else {}
+        record = {**record, "actionResult": "IN_PROGRESS"}
+        _write_outputs(request, record, reporter)
+        state = f"last known state: {_short_state(record)}"
+        if isinstance(interrupted.cause, CancelledError):
+            reporter.fail(
+                f"{request.action} of job {request.job_name} {interrupted.cause}; {state}. "
+                "The action may still be running on the server"
+            )
+            return EXIT_CANCELLED
+        reporter.fail(
+            f"{request.action} of job {request.job_name} {interrupted.cause} "
+            f"(timeoutMinutes {request.timeout_minutes}); {state}. "
+            "The action may still be running on the server"
+        )
+        return EXIT_ACTION_FAILED
+    record = outcome.record or {"jobName": request.job_name}
+    if outcome.deleted:
+        record = {**record, "action": "DELETE", "actionResult": "SUCCESS", "status": "DELETED"}
+    _write_outputs(request, record, reporter)
+    result = record.get("actionResult")
+    if result == "FAILED":
+        output = reporter.untrusted(str(record.get("jobOutput") or "no output"))
+        reporter.fail(f"{request.action} of job {request.job_name} FAILED: {output}")
+        return EXIT_ACTION_FAILED
+    if not outcome.finished:
+        logger.info("%s submitted; not waiting for its result (wait=false)", request.action)
+    else:
+        logger.info("%s of job %s: %s", request.action, request.job_name, result)
+    return EXIT_OK
+
+
+def _list(
+    request: RunRequest, client: Any, reporter: Reporter, command: str, flags: argparse.Namespace
+) -> int:
+    items = client.list_jobs(request.job_name)
+    records = [redact_properties(item.get("properties") or {}) for item in items]
+    if request.job_name is not None and not records:
+        reporter.fail(f"job {request.job_name} was not found on cluster {request.target.cluster}")
+        return EXIT_ACTION_FAILED
+    outputs = {"jobs": json.dumps(records, sort_keys=True)}
+    if request.job_name is not None:
+        outputs.update(_outputs_for(request, records[0]))
+    reporter.set_outputs(outputs)
+    reporter.summary(
+        f"Jobs on cluster {request.target.cluster}",
+        [
+            (str(r.get("jobName")), f"{r.get('status') or '-'} ({r.get('actionResult') or '-'})")
+            for r in records
+        ],
+        None,
+    )
+    if (
+        command == "jobs"
+        and not getattr(flags, "json", False)
+        and isinstance(reporter, ConsoleReporter)
+    ):
+        _print_table(records, sys.stdout)
+    else:
+        reporter.print_result({"jobs": records})
+    return EXIT_OK
+
+
+def _outputs_for(request: RunRequest, record: Mapping[str, Any]) -> dict[str, str]:
+    record = redact_properties(record)
+    outputs = {
+        "jobId": str(record.get("jobId") or ""),
+        "status": str(record.get("status") or ""),
+        "actionResult": str(record.get("actionResult") or ""),
+        "jobOutput": str(record.get("jobOutput") or ""),
+        "lastSavePoint": str(record.get("lastSavePoint") or ""),
+        "job": json.dumps(record, sort_keys=True),
+    }
+    if request.action == "LIST_SAVEPOINT" and record.get("actionResult") == "SUCCESS":
+        lines = str(record.get("jobOutput") or "").splitlines()
+        outputs["savepoints"] = json.dumps([line.strip() for line in lines if line.strip()])
+    return outputs
+
+
+def _write_outputs(request: RunRequest, record: Mapping[str, Any], reporter: Reporter) -> None:
+    outputs = _outputs_for(request, record)
+    reporter.set_outputs(outputs)
+    rows = [(name, outputs[name]) for name in OUTPUT_NAMES if name in outputs and name != "job"]
+    reporter.summary(
+        f"flink-task {request.action} of job {request.job_name}",
+        [(name, value) for name, value in rows if name != "jobOutput"],
+        outputs.get("jobOutput") or None,
+    )
+    reporter.print_result(json.loads(outputs["job"]))
+
+
+def _short_state(record: Mapping[str, Any]) -> str:
+    return (
+        f"status {record.get('status') or 'unknown'}, "
+        f"last action {record.get('action') or 'unknown'}"
+    )
+
+
+def _print_dry_run(request: RunRequest, stream: TextIO) -> None:
+    plan: dict[str, Any] = {
+        "method": "GET" if request.body is None else "POST",
+        "url": request.target.url("jobs" if request.body is None else "runJob"),
+    }
+    if request.body is not None:
+        plan["body"] = {"properties": redact_properties(request.body["properties"])}
+    stream.write(json.dumps(plan, indent=2) + "\n")
+    logger.info("Dry run: nothing was sent")
+
+
+def _print_table(records: list[dict[str, Any]], stream: TextIO) -> None:
+    columns = ("jobName", "status", "action", "actionResult", "jobId", "lastSavePoint")
+    rows = [[str(r.get(c) or "-") for c in columns] for r in records]
+    widths = [
+        max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
+        for i, c in enumerate(columns)
+    ]
+    stream.write(
+        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n"
+    )
+    for row in rows:
+        stream.write(
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+    if not rows:
+        stream.write("(no jobs)\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main("run", sys.argv[1:]))
