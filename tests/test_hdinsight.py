@@ -360,3 +360,20 @@ def test_wait_false_reports_in_progress(fake_job_api: FakeJobApi, no_sleep: list
 
 def test_odata_filter_quotes() -> None:
     assert odata_filter("jobName", "o'brien") == "jobName eq 'o''brien'"
+
+
+def test_run_job_resent_only_when_connection_failed(
+    fake_job_api: FakeJobApi, arm_mock: responses.RequestsMock, no_sleep: list[float]
+) -> None:
+    import requests
+
+    request = make_request()
+    refused = requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+    fake_job_api.run_job_answers = [refused, (200, {}, None)]
+    fake_job_api.lists = [
+        [],
+        lambda run_id: [job(action="SAVEPOINT", actionResult="SUCCESS", runId=run_id)],
+    ]
+    outcome = hdinsight.run_action(request, make_client(request), make_waiter())
+    assert outcome.action_result == "SUCCESS"
+    assert len(fake_job_api.posted) == 1

@@ -79,7 +79,7 @@ class FakeJobApi:
     """
 
     mock: responses.RequestsMock
-    run_job_answers: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    run_job_answers: list[Any] = field(default_factory=list)
     lists: list[Any] = field(default_factory=list)
     posted: list[dict[str, Any]] = field(default_factory=list)
     list_queries: list[dict[str, list[str]]] = field(default_factory=list)
@@ -101,8 +101,11 @@ class FakeJobApi:
 
     def _run_job(self, request: Any) -> tuple[int, dict[str, str], str]:
         assert request.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}"
+        answer = self.run_job_answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer  # the connection failed: the server never saw this request
         self.posted.append(json.loads(request.body))
-        status, headers, body = self.run_job_answers.pop(0)
+        status, headers, body = answer
         return status, headers, json.dumps(body) if body is not None else ""
 
     def _jobs(self, request: Any) -> tuple[int, dict[str, str], str]:
