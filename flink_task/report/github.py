@@ -136,7 +136,8 @@ class GitHubReporter(Reporter):
             self.secrets.redact(details) if details else None,
         )
         with open(path, "a", encoding="utf-8", errors="replace", newline="") as file:
-            file.write(markdown)
+            # A blank line ends whatever an earlier step left unfinished.
+            file.write(f"\n\n{markdown}" if file.tell() > 0 else markdown)
 
     def fail(self, message: str) -> None:
         """Print ``::error::message``; the non-zero exit code fails the step."""

@@ -70,11 +70,13 @@ class SecretRegistry:
 
 
 def _encoded_forms(value: str) -> set[str]:
-    """Return the value as written plain, inside a JSON string and URL-encoded."""
+    """Return the value as written plain, inside JSON and Python string literals, URL-encoded."""
     forms = {
         value,
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        value.encode("unicode_escape").decode("ascii"),
         urllib.parse.quote(value, safe=""),
         urllib.parse.quote_plus(value, safe=""),
     }
