@@ -183,12 +183,13 @@ def render_action_inputs() -> list[str]:
 
 
 def render_action_outputs() -> list[str]:
+    """Map each step output, named as the task writes it (camelCase), to a kebab-case id."""
     lines = []
     for output in OUTPUTS:
         lines += [
             f"{output.github_id}:",
             f"  description: {yaml_string(output.description)}",
-            f"  value: ${{{{ steps.{RUN_STEP_ID}.outputs.{output.github_id} }}}}",
+            f"  value: ${{{{ steps.{RUN_STEP_ID}.outputs.{output.name} }}}}",
         ]
     return lines
 
