@@ -142,7 +142,7 @@ def _wait_for_record(
         if request.action == "DELETE":
             if record is None:
                 logger.info("Job %s is no longer listed: DELETE done", request.job_name)
-                return Outcome(record=tracker.last, deleted=True)
+                return Outcome(record=tracker.final_from_operation or tracker.last, deleted=True)
         if record is not None:
             tracker.last = record
             if record.get("actionResult") == "IN_PROGRESS" and _is_ours(record, tracker):

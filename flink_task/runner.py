@@ -126,7 +126,6 @@ def _run(
     if request.dry_run:
         _print_dry_run(request, sys.stdout)
         return EXIT_OK
-    logger.info("Signing in: %s", sign_in.describe())
     credential = sign_in.create_credential(on_secret=reporter.mask)
 
     from flink_task.arm import JobApiClient
