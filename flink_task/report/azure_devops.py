@@ -1,9 +1,10 @@
 """Azure DevOps: ``##vso[...]`` logging commands on stdout and a summary attachment.
 
-Command syntax and escaping follow ``azure-pipelines-task-lib`` ``node/taskcommand.ts``;
-the agent that reads them is ``azure-pipelines-agent`` (``Command.cs``, which finds
-``##vso[`` anywhere in a line, and ``CommandStringConvertor.cs``, which decodes
-``%3B``, ``%0D``, ``%0A`` and ``%5D`` first and ``%AZP25`` last).
+Command syntax and escaping follow ``azure-pipelines-task-lib`` (``node/taskcommand.ts``).
+The agent (``azure-pipelines-agent``) finds ``##vso[`` anywhere in a line. Its
+``Agent.Sdk.CommandStringConvertor`` decodes ``%3B``, ``%0D``, ``%0A`` and ``%5D``
+first and ``%AZP25`` last (when the ``DECODE_PERCENTS`` knob is on, the default), so
+a value escaped here comes back unchanged.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flink_task.report.base import Reporter
-from flink_task.report.markdown import render_summary
 
 logger = logging.getLogger(__name__)
 
-# The rule task.json applies to output variable names.
+# Output variable names must match the pattern task.json allows for them.
 _VARIABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
@@ -55,8 +55,8 @@ class AzureDevOpsReporter(Reporter):
         self._write_lines(self.stdout, [format_command("task.setsecret", value)])
 
     def format_record(self, record: logging.LogRecord, message: str, details: str) -> list[str]:
-        # ##[error], ##[warning] and ##[debug] only colour the line in the log viewer;
-        # fail() is what raises an issue on the run.
+        # ##[error], ##[warning] and ##[debug] only format the line in the log viewer.
+        # fail() is what records an issue on the run.
         if record.levelno >= logging.ERROR:
             prefix = "##[error]"
         elif record.levelno >= logging.WARNING:
@@ -103,11 +103,7 @@ class AzureDevOpsReporter(Reporter):
         job, or else to a new temporary folder that is left in place, because the agent
         uploads the attachment after the step.
         """
-        markdown = render_summary(
-            self.secrets.redact(title),
-            [(self.secrets.redact(name), self.secrets.redact(value)) for name, value in rows],
-            self.secrets.redact(details) if details else None,
-        )
+        markdown = self.summary_markdown(title, rows, details)
         folder = self.environ.get("AGENT_TEMPDIRECTORY") or tempfile.mkdtemp(prefix="flink-task-")
         path = os.path.abspath(os.path.join(folder, f"flink-task-summary-{uuid.uuid4()}.md"))
         with open(path, "w", encoding="utf-8", errors="replace", newline="") as file:

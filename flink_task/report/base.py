@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
+from flink_task.report.markdown import render_summary
 from flink_task.report.redaction import SecretRegistry, secret_lines
 from flink_task.report.untrusted import neutralise_commands
 from flink_task.report.values import output_value
@@ -42,7 +43,6 @@ class Reporter:
         self.failed = False
         self._lock = threading.RLock()
         self._group_depth = 0
-        self._handler: ReporterHandler | None = None
 
     # Secrets
 
@@ -81,7 +81,6 @@ class Reporter:
             raise ValueError(f"invalid log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
         remove_reporter_handlers()
         handler = ReporterHandler(self)
-        self._handler = handler
 
         package_logger = logging.getLogger(_PACKAGE_LOGGER)
         package_logger.setLevel(numeric_level)
@@ -98,7 +97,6 @@ class Reporter:
     def uninstall_logging(self) -> None:
         """Remove the handlers that install_logging added, and let the loggers propagate."""
         remove_reporter_handlers()
-        self._handler = None
 
     def format_record(self, record: logging.LogRecord, message: str, details: str) -> list[str]:
         """Return the lines that show one log record.
@@ -119,8 +117,8 @@ class Reporter:
     def group(self, title: str) -> Iterator[None]:
         """Print the lines written inside the block as one collapsible group.
 
-        Pipelines do not nest groups, so a group opened inside another prints its title
-        as a plain line instead.
+        Only the outermost group is sent to the platform. A group opened inside it prints
+        its title as a plain line.
         """
         safe_title = self._single_line(title)
         with self._lock:
@@ -163,6 +161,17 @@ class Reporter:
         if details:
             lines.append(self.untrusted(details))
         self._write_lines(self.log_stream(), "\n".join(lines).split("\n"))
+
+    def summary_markdown(
+        self, title: str, rows: Sequence[tuple[str, str]], details: str | None
+    ) -> str:
+        """Return the summary as Markdown with registered secrets redacted."""
+        redact = self.secrets.redact
+        return render_summary(
+            redact(title),
+            [(redact(name), redact(value)) for name, value in rows],
+            redact(details) if details else None,
+        )
 
     def fail(self, message: str) -> None:
         """Report the run as failed with one message."""

@@ -24,8 +24,8 @@ class ConsoleReporter(Reporter):
     def print_result(self, record: Mapping[str, Any]) -> None:
         """Print the record as indented JSON on stdout.
 
-        JSON escapes line breaks inside strings, so each value stays on its line; a
-        ``##vso[`` or ``##[`` inside a value is still rewritten to ``**vso[`` or ``**[``
-        (the JSON stays valid).
+        JSON escapes line breaks inside strings, so each value stays on its own line.
+        A ``##vso[`` or ``##[`` inside a value is still rewritten to ``**vso[`` or ``**[``,
+        which keeps the JSON valid.
         """
         self._write_lines(self.stdout, self._lines(self.record_json(record)))

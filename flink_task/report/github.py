@@ -12,15 +12,14 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from flink_task.report.base import Reporter
-from flink_task.report.markdown import render_summary
 
 logger = logging.getLogger(__name__)
 
-# Names the runner accepts as step output names and that cannot break a
-# ``name<<delimiter`` line.
+# Output names follow the rule for action input ids (a letter or "_", then letters,
+# digits, "_" or "-"), so no name can break a ``name<<delimiter`` line.
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MAX_DELIMITER_ATTEMPTS = 10
 
@@ -45,6 +44,7 @@ def format_command(name: str, data: str = "", properties: Mapping[str, str] | No
 
 
 def new_delimiter() -> str:
+    """Return a random heredoc delimiter, in the form ``actions/toolkit`` uses."""
     return f"ghadelimiter_{uuid.uuid4()}"
 
 
@@ -57,8 +57,8 @@ class GitHubReporter(Reporter):
         self,
         *,
         environ: Mapping[str, str],
-        stdout: Any,
-        stderr: Any,
+        stdout: TextIO,
+        stderr: TextIO,
         delimiter_factory: Callable[[], str] = new_delimiter,
     ) -> None:
         super().__init__(environ=environ, stdout=stdout, stderr=stderr)
@@ -75,8 +75,8 @@ class GitHubReporter(Reporter):
         elif record.levelno >= logging.INFO:
             lines = message.split("\n")
         else:
-            # Plain lines, not ::debug::, which the runner hides unless the run has
-            # step debug logging on; DEBUG records are only emitted when requested.
+            # Plain lines, because the runner hides ::debug:: lines unless step debug
+            # logging is on, and DEBUG records only get here when that level was requested.
             lines = [f"[debug] {line}" for line in message.split("\n")]
         if details:
             lines.extend(details.split("\n"))
@@ -110,16 +110,17 @@ class GitHubReporter(Reporter):
 
     def _output_block(self, name: str, value: Any) -> str:
         text = self.redacted_output(name, value)
-        delimiter = self._delimiter_for(text)
+        delimiter = self._delimiter_for(name, text)
         return f"{name}<<{delimiter}\n{text}\n{delimiter}\n"
 
-    def _delimiter_for(self, text: str) -> str:
+    def _delimiter_for(self, name: str, text: str) -> str:
         for _ in range(_MAX_DELIMITER_ATTEMPTS):
             delimiter = self._new_delimiter()
             if delimiter not in text:
                 return delimiter
         raise RuntimeError(
-            f"no output delimiter absent from the value after {_MAX_DELIMITER_ATTEMPTS} attempts"
+            f"failed to find a delimiter that does not occur in the value of output {name} "
+            f"after {_MAX_DELIMITER_ATTEMPTS} attempts"
         )
 
     def summary(
@@ -128,18 +129,14 @@ class GitHubReporter(Reporter):
         """Append the summary to ``$GITHUB_STEP_SUMMARY`` (nothing when it is not set)."""
         path = self.environ.get("GITHUB_STEP_SUMMARY")
         if not path:
-            logger.debug("GITHUB_STEP_SUMMARY is not set; no job summary written")
+            logger.debug("GITHUB_STEP_SUMMARY is not set, so no job summary is written")
             return
-        markdown = render_summary(
-            self.secrets.redact(title),
-            [(self.secrets.redact(name), self.secrets.redact(value)) for name, value in rows],
-            self.secrets.redact(details) if details else None,
-        )
+        markdown = self.summary_markdown(title, rows, details)
         with open(path, "a", encoding="utf-8", errors="replace", newline="") as file:
             # A blank line ends whatever an earlier step left unfinished.
             file.write(f"\n\n{markdown}" if file.tell() > 0 else markdown)
 
     def fail(self, message: str) -> None:
-        """Print ``::error::message``; the non-zero exit code fails the step."""
+        """Print ``::error::message``. The non-zero exit code is what fails the step."""
         self.failed = True
         self._write_lines(self.stdout, [format_command("error", self.untrusted(message))])

@@ -18,6 +18,8 @@ import re
 from collections.abc import Sequence
 
 MAX_CELL_CHARS = 300
+# GitHub rejects a step summary over 1 MiB. 60,000 characters take at most 240,000
+# bytes in UTF-8, which leaves room for the table and for other steps' summaries.
 MAX_DETAILS_CHARS = 60_000
 
 # \ ` * _ [ ] < > & | ~ ! # start emphasis, code, links, images, HTML, entities,
@@ -71,7 +73,7 @@ def render_summary(
     details: str | None,
     details_title: str = "Job output",
 ) -> str:
-    """Return the Markdown of one summary; it ends with a blank line."""
+    """Return the Markdown of one summary, ending with a blank line."""
     parts = [f"### {escape_inline(title).replace('<br>', ' ')}\n\n"]
     if rows:
         parts.append("| Field | Value |\n|---|---|\n")

@@ -14,29 +14,30 @@ defends against, from the runners' sources:
   ``##[warning]`` and similar prefixes.
 
 Both runners split their input on ``\\n``, ``\\r`` and ``\\r\\n`` (.NET
-``StreamReader.ReadLine``). They compare with .NET string methods, some of which are
-culture-sensitive, and a culture-sensitive comparison can skip characters that have no
-collation weight (zero-width spaces, format and control characters). So an invisible
-character between the two colons of ``::`` or the two hashes of ``##vso[`` must not be
-trusted to break the command.
+``StreamReader.ReadLine``). Some of their checks use culture-sensitive .NET string
+methods (``StartsWith(string)``, ``IndexOf(string)``). Since .NET 5 such a comparison
+uses ICU, which can skip characters that have no collation weight, such as zero-width
+spaces and many format and control characters. So an invisible character between the
+two colons of ``::`` or the two hashes of ``##vso[`` must not be trusted to break the
+command.
 
 The neutralised text therefore:
 
-1. has every line break Python knows (``str.splitlines``: ``\\r``, ``\\v``, ``\\f``,
-   ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028``, ``\\u2029`` as well as ``\\n``)
+1. has every line break that ``str.splitlines`` recognises (``\\r``, ``\\v``, ``\\f``,
+   ``\\x1c`` to ``\\x1e``, ``\\x85``, ``\\u2028``, ``\\u2029`` as well as ``\\n``)
    replaced by ``\\n``, so the lines checked here are the lines either runner sees;
 2. shows every invisible character (control, format, private use, surrogate,
    unassigned and the other Unicode default-ignorable code points, except tab) as a
    visible escape such as ``\\u200b``;
 3. has ``##`` replaced by ``**`` wherever it is followed by ``[`` or by ``vso[`` in any
-   letter case (the Azure DevOps agent's process invoker rewrites ``##vso`` to ``**vso``
-   when worker commands are disabled), so neither
-   ``##[`` nor ``##vso[`` occurs anywhere;
+   letter case, so neither ``##[`` nor ``##vso[`` occurs anywhere (the Azure DevOps
+   agent's process invoker rewrites ``##vso`` to ``**vso`` the same way when worker
+   commands are disabled);
 4. has a space inserted between the colons of a line that starts with ``::`` after
    whitespace, so no line starts with ``::``.
 
 Escaping was chosen over GitHub's ``::stop-commands::<token>`` pause because it works
-on both platforms (the Azure DevOps agent has no pause command), needs no state in the
+on both platforms (Azure DevOps documents no pause command), needs no state in the
 runner, and keeps the text safe wherever it is embedded later (a log record, an error).
 Applying the function twice gives the same text as applying it once.
 """

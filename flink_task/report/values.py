@@ -9,9 +9,9 @@ from typing import Any
 def output_value(value: Any) -> str:
     """Return an output value as a string.
 
-    Strings are kept; None becomes an empty string; booleans become ``true`` or
-    ``false``, the spelling both platforms use in conditions; lists and mappings become
-    compact JSON; anything else goes through ``str``.
+    Strings are kept and None becomes an empty string. Booleans become ``true`` or
+    ``false``, the spelling both platforms use in conditions. Lists and mappings become
+    compact JSON, and anything else goes through ``str``.
     """
     if value is None:
         return ""
