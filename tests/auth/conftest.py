@@ -24,8 +24,9 @@ PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
 def http_mock() -> Iterator[responses.RequestsMock]:
     """Fake every HTTP request: each registered response must be used, nothing else sent.
 
-    ``responses`` raises ConnectionError for an unregistered request. Code under test may
-    catch that, so the fixture also fails the test when any recorded call went unmatched.
+    ``responses`` raises ConnectionError ("Connection refused by Responses") for an
+    unregistered request. Code under test may catch that, so the fixture also fails the test
+    when any recorded call went unmatched.
     """
     with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
         yield mock
@@ -33,6 +34,7 @@ def http_mock() -> Iterator[responses.RequestsMock]:
             f"{call.request.method} {call.request.url}"
             for call in mock.calls
             if isinstance(call.response, Exception)
+            and "Connection refused by Responses" in str(call.response)
         ]
         assert not unmatched, f"unexpected requests: {unmatched}"
 
@@ -48,6 +50,42 @@ def add_openid_configuration(
             "issuer": f"{authority}/{tenant}/v2.0",
             "authorization_endpoint": f"{authority}/{tenant}/oauth2/v2.0/authorize",
             "token_endpoint": f"{authority}/{tenant}/oauth2/v2.0/token",
+        },
+    )
+
+
+def add_instance_discovery(mock: responses.RequestsMock) -> None:
+    """Register MSAL's instance discovery, which msal 1.39 sends after a failed token request."""
+    mock.add(
+        responses.GET,
+        "https://login.microsoftonline.com/common/discovery/instance",
+        match=[
+            responses.matchers.query_param_matcher(
+                {
+                    "api-version": "1.1",
+                    "authorization_endpoint": (
+                        "https://login.microsoftonline.com/common/oauth2/authorize"
+                    ),
+                }
+            )
+        ],
+        json={
+            "tenant_discovery_endpoint": (
+                "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration"
+            ),
+            "api-version": "1.1",
+            "metadata": [
+                {
+                    "preferred_network": "login.microsoftonline.com",
+                    "preferred_cache": "login.windows.net",
+                    "aliases": [
+                        "login.microsoftonline.com",
+                        "login.windows.net",
+                        "login.microsoft.com",
+                        "sts.windows.net",
+                    ],
+                }
+            ],
         },
     )
 
