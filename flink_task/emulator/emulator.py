@@ -108,6 +108,12 @@ class Emulator:
         """Name of the first cluster."""
         return self.clusters[0].cluster
 
+    def jobs_directory(self, cluster_pool: str | None = None, cluster: str | None = None) -> Path:
+        """Return the job store folder of a cluster (default: the first cluster)."""
+        return (
+            self._cluster_dir(cluster_pool or self.cluster_pool, cluster or self.cluster) / "jobs"
+        )
+
     def info(self) -> dict[str, Any]:
         """Return what a client needs to connect: URLs, CA file, ids and the secret's file."""
         return {
@@ -238,6 +244,9 @@ class Emulator:
             hosts.append(self.host)
         return hosts
 
+    def _cluster_dir(self, cluster_pool: str, cluster: str) -> Path:
+        return self.state_dir / "clusters" / cluster_pool.lower() / cluster.lower()
+
     def _start_local_flink(self) -> None:
         from flink_task.localflink import LocalFlink
 
@@ -261,7 +270,7 @@ class Emulator:
     def _start_services(self) -> None:
         self._services = []
         for config in self.clusters:
-            cluster_dir = self.state_dir / "clusters" / config.cluster_pool / config.cluster
+            cluster_dir = self._cluster_dir(config.cluster_pool, config.cluster)
             storage = config.storage_dir or cluster_dir / "storage"
             savepoints = (
                 config.savepoint_directory

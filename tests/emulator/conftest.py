@@ -1,0 +1,162 @@
+"""Helpers for the emulator tests: start an emulator, sign in, call the job API, seed records."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.identity import ClientSecretCredential
+
+from flink_task.emulator import ClusterConfig, Emulator
+from flink_task.engine import JobStore
+
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+SPEC_EXAMPLES = REPOSITORY_ROOT.parent / "shared" / "cases" / "spec-examples"
+ALL_VERSIONS = (
+    "2023-06-01-preview",
+    "2023-11-01-preview",
+    "2024-04-01-preview",
+    "2024-05-01-preview",
+    "2024-05-01",
+)
+NINE_ACTION_VERSIONS = ("2023-06-01-preview", "2024-04-01-preview")
+ELEVEN_ACTION_VERSIONS = ("2023-11-01-preview", "2024-05-01-preview", "2024-05-01")
+LRO_DEADLINE = 120.0
+
+
+def unused_loopback_port() -> int:
+    """Return a loopback port that nothing listens on (a Flink URL no test may reach)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def offline_cluster(
+    pool: str = "pool1", cluster: str = "cluster1", **kwargs: Any
+) -> ClusterConfig:
+    """Return a cluster whose Flink URL is closed: for requests that never reach Flink."""
+    flink_url = f"http://127.0.0.1:{unused_loopback_port()}"
+    return ClusterConfig(pool, cluster, flink_url=flink_url, **kwargs)
+
+
+def credential_for(emulator: Emulator, secret: str | None = None) -> ClientSecretCredential:
+    """Return the credential a pipeline would build, pointed at the emulator's authority."""
+    return ClientSecretCredential(
+        emulator.tenant_id,
+        emulator.client_id,
+        secret if secret is not None else emulator.client_secret,
+        authority=emulator.base_url,
+        disable_instance_discovery=True,
+        connection_verify=str(emulator.ca_file),
+    )
+
+
+class ArmClient:
+    """Raw HTTPS calls to the job API of one emulator, with a bearer token from its authority."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emulator = emulator
+        self.session = requests.Session()
+        token = credential_for(emulator).get_token(f"{emulator.base_url}/.default").token
+        self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        # verify goes with each request because requests prefers $CURL_CA_BUNDLE and
+        # $REQUESTS_CA_BUNDLE over Session.verify.
+        kwargs.setdefault("timeout", 30)
+        return self.session.request(method, url, verify=str(self.emulator.ca_file), **kwargs)
+
+    def cluster_url(self, pool: str | None = None, cluster: str | None = None) -> str:
+        emulator = self.emulator
+        return (
+            f"{emulator.base_url}/subscriptions/{emulator.subscription_id}/resourceGroups/"
+            f"{emulator.resource_group}/providers/Microsoft.HDInsight/clusterpools/"
+            f"{pool or emulator.cluster_pool}/clusters/{cluster or emulator.cluster}"
+        )
+
+    def run_job(
+        self, properties: dict[str, Any], api_version: str = "2024-05-01-preview", **kwargs: Any
+    ) -> requests.Response:
+        body = {"properties": {"jobType": "FlinkJob", **properties}}
+        return self.request(
+            "POST",
+            f"{self.cluster_url()}/runJob",
+            params={"api-version": api_version},
+            json=body,
+            **kwargs,
+        )
+
+    def list_jobs(
+        self, api_version: str = "2024-05-01-preview", **params: str
+    ) -> requests.Response:
+        return self.request(
+            "GET", f"{self.cluster_url()}/jobs", params={"api-version": api_version, **params}
+        )
+
+    def wait_for_operation(self, accepted: requests.Response) -> requests.Response:
+        """Poll the `location` of a 202 answer until it stops answering 202."""
+        assert accepted.status_code == 202, accepted.text
+        location = accepted.headers["location"]
+        deadline = time.monotonic() + LRO_DEADLINE
+        while time.monotonic() < deadline:
+            response = self.request("GET", location)
+            if response.status_code != 202:
+                return response
+            time.sleep(0.2)
+        pytest.fail(f"operation {location} still running after {LRO_DEADLINE} s")
+
+    def run_to_end(self, properties: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Run one action through `runJob` and return the final ClusterJob."""
+        final = self.wait_for_operation(self.run_job(properties, **kwargs))
+        assert final.status_code == 200, final.text
+        return dict(final.json())
+
+
+def seed_record(emulator: Emulator, record: dict[str, Any]) -> None:
+    """Write a job record straight into the emulator's job store, as an earlier action would."""
+    full = {"jobType": "FlinkJob", "actionResult": "SUCCESS", **record}
+    JobStore(emulator.jobs_directory()).save(full)
+
+
+def stopped_record(name: str, **fields: Any) -> dict[str, Any]:
+    """Return the record of a stopped job with one savepoint, which needs no Flink to act on."""
+    record = {
+        "jobName": name,
+        "status": "STOPPED",
+        "action": "STOP",
+        "jobJarDirectory": "/srv/jars",
+        "jarName": f"{name}.jar",
+        "entryClass": "org.example.Job",
+        "jobId": "a" * 32,
+        "jobOutput": f"Savepoint completed. Path: file:/savepoints/{name}/savepoint-1",
+        "lastSavePoint": f"file:/savepoints/{name}/savepoint-1",
+        "savepoints": [{"path": f"file:/savepoints/{name}/savepoint-1", "kind": "STOP"}],
+        "runId": f"run-{name}",
+    }
+    record.update(fields)
+    return record
+
+
+@pytest.fixture(scope="module")
+def offline_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """An emulator whose Flink is unreachable, for tests that never start a Flink job."""
+    emulator = Emulator(
+        tmp_path_factory.mktemp("emulator-state"),
+        clusters=[offline_cluster(), offline_cluster("pool2", "other")],
+        token_lifetime=600,
+    )
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def arm(offline_emulator: Emulator) -> ArmClient:
+    return ArmClient(offline_emulator)
