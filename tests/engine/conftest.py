@@ -80,6 +80,7 @@ def job_request(sample_jars: dict[str, Path], savepoint_dir: Path) -> Callable[.
         jar = sample_jars[version]
         configuration = {"parallelism": "1", "savepoint.directory": savepoint_dir.as_uri()}
         configuration.update(fields.pop("configuration", {}))
+        configuration = {key: value for key, value in configuration.items() if value is not None}
         properties: dict[str, Any] = {
             "jobName": name,
             "action": action,
