@@ -1,4 +1,5 @@
 pytest_plugins = [
     "tests.plugins.network",
     "tests.plugins.azure",
+    "tests.plugins.flink",
 ]
