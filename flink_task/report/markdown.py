@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 
 MAX_CELL_CHARS = 300
-# GitHub rejects a step summary over 1 MiB. 60,000 characters take at most 240,000
+# GitHub does not upload a step summary over 1 MiB. 60,000 characters take at most 240,000
 # bytes in UTF-8, which leaves room for the table and for other steps' summaries.
 MAX_DETAILS_CHARS = 60_000
 
