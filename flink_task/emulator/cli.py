@@ -137,6 +137,11 @@ def _create(args: argparse.Namespace) -> Emulator:
     if args.config and args.flink_url:
         raise ConfigError("give either --config or --flink-url, not both")
     secret = os.environ.get(CLIENT_SECRET_VARIABLE) or None
+    if args.allow_remote and not secret:
+        raise ConfigError(
+            f"--allow-remote needs a client secret chosen by the operator in "
+            f"${CLIENT_SECRET_VARIABLE}"
+        )
     subscription_id = args.subscription_id
     resource_group = args.resource_group
     if args.config:

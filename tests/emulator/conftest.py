@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import select
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +50,9 @@ def offline_cluster(
     return ClusterConfig(pool, cluster, flink_url=flink_url, **kwargs)
 
 
-def credential_for(emulator: Emulator, secret: str | None = None) -> ClientSecretCredential:
+def credential_for(
+    emulator: Emulator | ProcessConnection, secret: str | None = None
+) -> ClientSecretCredential:
     """Return the credential a pipeline would build, pointed at the emulator's authority."""
     return ClientSecretCredential(
         emulator.tenant_id,
@@ -59,7 +67,7 @@ def credential_for(emulator: Emulator, secret: str | None = None) -> ClientSecre
 class ArmClient:
     """Raw HTTPS calls to the job API of one emulator, with a bearer token from its authority."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulator | ProcessConnection) -> None:
         self.emulator = emulator
         self.session = requests.Session()
         token = credential_for(emulator).get_token(f"{emulator.base_url}/.default").token
@@ -160,3 +168,90 @@ def offline_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 @pytest.fixture(scope="module")
 def arm(offline_emulator: Emulator) -> ArmClient:
     return ArmClient(offline_emulator)
+
+
+class EmulatorProcess:
+    """`flink-task emulator` in a child process, with its JSON line parsed into `info`."""
+
+    def __init__(self, state_dir: Path, *args: str) -> None:
+        self.state_dir = state_dir
+        self.args = [sys.executable, "-m", "flink_task", "emulator", "--state-dir", str(state_dir)]
+        self.args.extend(args)
+        self.process: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+        self.log_file = state_dir.parent / f"{state_dir.name}-emulator.log"
+
+    def start(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Start the process and return its JSON line; fail with its log on a timeout."""
+        with self.log_file.open("a") as log:
+            self.process = subprocess.Popen(
+                self.args, stdout=subprocess.PIPE, stderr=log, text=True
+            )
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.kill()
+            pytest.fail(f"emulator printed no JSON line within {timeout} s:\n{self.log()}")
+        self.info = json.loads(line)
+        return self.info
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 120.0) -> int:
+        """Send `signum` and return the exit code; kill the process if it outlives `timeout`."""
+        assert self.process is not None
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"emulator still running {timeout} s after signal {signum}:\n{self.log()}")
+        finally:
+            self._close_pipe()
+
+    def kill(self) -> None:
+        """Stop the process at once with SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def log(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def arm_client(self) -> ArmClient:
+        return ArmClient(ProcessConnection.from_info(self.info))
+
+
+@dataclass(frozen=True)
+class ProcessConnection:
+    """The connection attributes of an `Emulator`, read from a child process's JSON line."""
+
+    base_url: str
+    ca_file: Path
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    subscription_id: str
+    resource_group: str
+    cluster_pool: str
+    cluster: str
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any], secret: str | None = None) -> ProcessConnection:
+        if secret is None:
+            secret = Path(info["clientSecretFile"]).read_text().strip()
+        return cls(
+            base_url=info["baseUrl"],
+            ca_file=Path(info["caFile"]),
+            tenant_id=info["tenantId"],
+            client_id=info["clientId"],
+            client_secret=secret,
+            subscription_id=info["subscriptionId"],
+            resource_group=info["resourceGroup"],
+            cluster_pool=info["clusters"][0]["clusterPool"],
+            cluster=info["clusters"][0]["cluster"],
+        )
