@@ -90,7 +90,8 @@ class OidcIssuer:
     """Signs ID tokens like a pipeline's OIDC token service, optionally behind a server.
 
     ``issuer`` is the ``iss`` claim. When it is None, the issuer is the server's base URL,
-    so ``issue`` works only after ``start``. ``clock`` returns seconds since the epoch.
+    so ``issue`` works only after ``start``. ``clock`` returns seconds since the epoch and
+    defaults to ``time.time``.
     """
 
     def __init__(
@@ -101,7 +102,7 @@ class OidcIssuer:
         azure_devops_organization: str = "contoso",
         azure_devops_project: str = "flink-jobs",
         lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if lifetime_seconds <= 0:
             raise ValueError(f"lifetime_seconds must be positive, got {lifetime_seconds}")
@@ -110,7 +111,8 @@ class OidcIssuer:
         self.azure_devops_organization = azure_devops_organization
         self.azure_devops_project = azure_devops_project
         self.lifetime_seconds = lifetime_seconds
-        self._clock = clock
+        # time.time is looked up on each call, so a test that shifts it shifts the issuer too.
+        self._clock = clock or (lambda: time.time())
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._jwk = rsa_public_jwk(self._key.public_key())
         # Bearer tokens the two token services require, like the pipeline's own.
