@@ -762,7 +762,11 @@ class Engine:
             record.get("step"),
         )
         savepoint_path = self._recover_savepoint(record)
-        started = self._recover_submission(record)
+        try:
+            started = self._recover_submission(record)
+        except ActionFailure as exc:
+            self._finish(record, FAILED, f"The {action} action was interrupted: {exc}")
+            return
 
         if started and record.get("rollbackCause"):
             self._finish(
@@ -774,9 +778,9 @@ class Engine:
             )
         elif started:
             self._finish(record, SUCCESS, f"Job {record['jobId']} is RUNNING")
-        elif action in ("SAVEPOINT", "STOP") and savepoint_path:
-            if action == "STOP":
-                self._recover_stop_state(record)
+        elif action == "SAVEPOINT" and savepoint_path:
+            self._finish(record, SUCCESS, f"Savepoint completed. Path: {savepoint_path}")
+        elif action == "STOP" and savepoint_path and self._recover_stop_state(record):
             self._finish(record, SUCCESS, f"Savepoint completed. Path: {savepoint_path}")
         elif action in ("LIST_SAVEPOINT", "DELETE"):
             self._run_action(record)
@@ -813,15 +817,22 @@ class Engine:
             record["jobId"] = job_id
             record["status"] = _STATUS_OF_TERMINAL[state]
             return False
+        logger.info("Flink has job %s of %s; waiting until it runs", job_id, record["jobName"])
+        self._await_running(record, job_id)
         spec = dict(record.get("pendingSpec") or {})
         record.update(spec)
         self._mark_running(record, job_id, spec, record.get("pendingRestore"))
         return True
 
-    def _recover_stop_state(self, record: dict[str, Any]) -> None:
-        details = self._safe_find_job(record.get("jobId") or "")
-        if details is None or str(details.get("state")) in _TERMINAL_STATES:
-            record["status"] = STOPPED
+    def _recover_stop_state(self, record: dict[str, Any]) -> bool:
+        """Set STOPPED once the job of an interrupted STOP has ended; return whether it did."""
+        try:
+            self._await_terminal(record.get("jobId") or "")
+        except (ActionFailure, FlinkRestError) as exc:
+            logger.warning("Job %s of %s: %s", record.get("jobId"), record["jobName"], exc)
+            return False
+        record["status"] = STOPPED
+        return True
 
     def _interrupted_message(self, record: dict[str, Any], savepoint_path: str | None) -> str:
         self._settle_status_after_failure(record)
