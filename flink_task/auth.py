@@ -48,6 +48,14 @@ from urllib.parse import quote
 import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import (
+    AzureCliCredential,
+    CertificateCredential,
+    ClientAssertionCredential,
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -81,8 +89,8 @@ DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
 GITHUB_TOKEN_URL_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_URL"  # noqa: S105
 GITHUB_REQUEST_TOKEN_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"  # noqa: S105
 ADO_OIDC_URI_VARIABLE = "SYSTEM_OIDCREQUESTURI"
-# The agent passes System.AccessToken to tasks as the first; scripts must map it themselves,
-# conventionally to the second.
+# The agent passes System.AccessToken to tasks in the first variable. Scripts must map it
+# themselves, usually to the second.
 ADO_JOB_TOKEN_VARIABLES = (
     "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN",
     "SYSTEM_ACCESSTOKEN",
@@ -122,7 +130,7 @@ _AADSTS_HINTS = {
 
 
 class SignInError(ClientAuthenticationError):
-    """Azure sign-in failed at token time; the message contains no secret or token."""
+    """Azure sign-in failure at token time, with a message that contains no secret or token."""
 
     def __init__(self, message: str, *, method: str, aadsts_code: str | None) -> None:
         super().__init__(message=message)
@@ -195,7 +203,7 @@ class SignInPlan:
     _settings: _CredentialSettings = field(default_factory=_CredentialSettings, repr=False)
 
     def describe(self) -> str:
-        """Return one log line about the plan; it never contains a secret."""
+        """Return one log line about the plan, without any secret."""
         parts = [
             f"Azure sign-in: {self.method} ({self.reason})",
             f"cloud {self.cloud.name}",
@@ -709,7 +717,7 @@ def _read_certificate(value: str, input_name: str) -> bytes:
 
 
 def _check_certificate(data: bytes, password: str | None, input_name: str) -> None:
-    """Raise InputError unless ``data`` holds a certificate and its RSA private key."""
+    """Raise InputError unless ``data`` contains a certificate and its RSA private key."""
     password_bytes = password.encode("utf-8") if password else None
     if b"-----BEGIN" in data:
         key = _load_pem_key(data, password_bytes, input_name)
@@ -786,16 +794,6 @@ def _load_pkcs12_key(data: bytes, password: bytes | None, input_name: str) -> ob
 def _build_credential(
     plan: SignInPlan, on_secret: Callable[[str], None] | None
 ) -> tuple[TokenCredential, requests.Session | None]:
-    # Imported here so that planning never loads azure-identity's platform probes.
-    from azure.identity import (
-        AzureCliCredential,
-        CertificateCredential,
-        ClientAssertionCredential,
-        ClientSecretCredential,
-        DefaultAzureCredential,
-        ManagedIdentityCredential,
-    )
-
     settings = plan._settings
     authority = {"authority": plan.cloud.authority_host}
     msal_options: dict[str, Any] = dict(authority)
@@ -803,13 +801,16 @@ def _build_credential(
         msal_options["disable_instance_discovery"] = True
 
     if plan.method == "secret":
-        assert settings.tenant_id and settings.client_id and settings.client_secret
+        assert settings.tenant_id is not None
+        assert settings.client_id is not None
+        assert settings.client_secret is not None
         credential: TokenCredential = ClientSecretCredential(
             settings.tenant_id, settings.client_id, settings.client_secret, **msal_options
         )
         return credential, None
     if plan.method == "certificate":
-        assert settings.tenant_id and settings.client_id
+        assert settings.tenant_id is not None
+        assert settings.client_id is not None
         credential = CertificateCredential(
             settings.tenant_id,
             settings.client_id,
@@ -819,7 +820,9 @@ def _build_credential(
         )
         return credential, None
     if plan.method in ("github-oidc", "azure-devops-oidc"):
-        assert settings.tenant_id and settings.client_id and settings.oidc_request
+        assert settings.tenant_id is not None
+        assert settings.client_id is not None
+        assert settings.oidc_request is not None
         session = requests.Session()
         fetcher = OidcTokenFetcher(settings.oidc_request, session=session, on_secret=on_secret)
         credential = ClientAssertionCredential(
@@ -902,7 +905,7 @@ class OidcTokenFetcher:
         }
         if self._request.http_method == "POST":
             headers["Content-Type"] = "application/json"
-            # Makes Azure DevOps answer 401 instead of redirecting to a sign-in page.
+            # Makes Azure DevOps respond with 401 instead of redirecting to a sign-in page.
             headers["X-TFS-FedAuthRedirect"] = "Suppress"
         return self._session.request(
             self._request.http_method,
@@ -1000,7 +1003,7 @@ class _SignInCredential:
         detail = describe_auth_error(exc, secrets=self._secrets)
         message = f"Azure sign-in with {self._method} failed: {detail}"
         if self._skipped:
-            message = f"{message}. Before that, auto found: {'; '.join(self._skipped)}"
+            message = f"{message}. auto checked these first: {'; '.join(self._skipped)}"
         return SignInError(message, method=self._method, aadsts_code=_aadsts_code(exc))
 
     def close(self) -> None:
@@ -1024,8 +1027,8 @@ class _SignInCredential:
 def describe_auth_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """Return a one-line description of a sign-in failure, with Azure AD's code and message.
 
-    Trace and correlation ids stay (support needs them). Every value in ``secrets`` and
-    every JWT-shaped string is replaced by ``***``.
+    Trace and correlation ids are kept because Microsoft support asks for them. Every value
+    in ``secrets`` and every JWT-shaped string is replaced by ``***``.
     """
     if isinstance(exc, SignInError):
         return _scrub(exc.message, secrets)
@@ -1056,9 +1059,12 @@ def _scrub(text: str, secrets: Sequence[str]) -> str:
 
 
 def _short_body(response: requests.Response, limit: int = 300) -> str:
-    body = " ".join(response.text.split())
-    body = _scrub(body, [])
-    return body[:limit] + ("..." if len(body) > limit else "") if body else "(empty body)"
+    body = _scrub(" ".join(response.text.split()), [])
+    if not body:
+        return "(empty body)"
+    if len(body) > limit:
+        return body[:limit] + "..."
+    return body
 
 
 # ----------------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def verify_client_assertion(
 ) -> AssertionResult:
     """Check the client assertion of a token request for the application ``client_id``.
 
-    ``form`` holds the request's form fields (first value of each). An assertion whose
+    ``form`` contains the request's form fields (first value of each). An assertion whose
     ``iss`` is the client id is checked as a certificate assertion, any other as federated.
     ``key_sets`` maps an issuer to its JWKS. ``token_endpoints`` are the URLs a certificate
     assertion's ``aud`` may name.

@@ -1,4 +1,4 @@
-"""A local OIDC issuer that stands in for the ID token services of GitHub and Azure DevOps.
+"""A local OIDC issuer that imitates the ID token services of GitHub and Azure DevOps.
 
 It signs RS256 JWTs with an RSA key generated at start-up and publishes the public key as a
 JWKS, so a token endpoint can check federated client assertions against it. As a loopback
@@ -53,7 +53,7 @@ def base64url_encode(data: bytes) -> str:
 
 
 def base64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url; raises ValueError (binascii.Error) on invalid input."""
+    """Decode unpadded base64url. Raises ValueError (binascii.Error) on invalid input."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -77,7 +77,7 @@ def _int_bytes(value: int) -> bytes:
 
 @dataclass(frozen=True)
 class IssuedToken:
-    """What the issuer signed, for tests and logs (the JWT itself is not kept)."""
+    """Record of a signed token (subject, audience, times) for tests and logs, without the JWT."""
 
     kind: str  # "github", "azure-devops" or "direct"
     subject: str
@@ -155,7 +155,7 @@ class OidcIssuer:
         extra_claims: Mapping[str, Any] | None = None,
         kind: str = "direct",
     ) -> str:
-        """Sign and return an ID token for ``audience``; ``subject`` defaults to GitHub's."""
+        """Sign and return an ID token for ``audience``. ``subject`` defaults to GitHub's."""
         now = int(self._clock())
         lifetime = self.lifetime_seconds if lifetime_seconds is None else lifetime_seconds
         claims: dict[str, Any] = {
@@ -217,7 +217,7 @@ class OidcIssuer:
         self._server = server
         self._base_url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
         self._thread = threading.Thread(
-            target=server.serve_forever, name="oidc-issuer", daemon=True
+            target=server.serve_forever, args=(0.1,), name="oidc-issuer", daemon=True
         )
         self._thread.start()
         logger.info("OIDC issuer started at %s", self._base_url)
@@ -253,7 +253,7 @@ class OidcIssuer:
 
     @property
     def github_request_url(self) -> str:
-        """The value for ACTIONS_ID_TOKEN_REQUEST_URL; it already has a query string."""
+        """The value for ACTIONS_ID_TOKEN_REQUEST_URL, which already has a query string."""
         return f"{self.base_url}{GITHUB_TOKEN_PATH}?api-version=2.0"
 
     @property
@@ -292,7 +292,7 @@ class OidcIssuer:
     def handle_request(
         self, method: str, target: str, authorization: str | None
     ) -> tuple[int, dict[str, Any]]:
-        """Answer one request; returns the HTTP status and JSON body."""
+        """Handle one request and return the HTTP status and the JSON body."""
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         if parts.path == OPENID_CONFIGURATION_PATH and method == "GET":
@@ -327,7 +327,7 @@ class OidcIssuer:
             return 400, {"message": "The api-version query parameter is required."}
         connection_ids = query.get("serviceConnectionId")
         if not connection_ids:
-            # Azure DevOps would issue a pipeline-scoped token here; the emulator has none.
+            # Azure DevOps would issue a pipeline-scoped token here, but the emulator has none.
             return 400, {"message": "serviceConnectionId is required by this issuer."}
         subject = self.azure_devops_subject(connection_ids[0])
         token = self.issue(AZURE_DEVOPS_AUDIENCE, subject=subject, kind="azure-devops")

@@ -28,7 +28,8 @@ def test_msal_style_error() -> None:
     assert text.startswith("Azure AD returned AADSTS700016: Application with identifier")
     assert "Trace ID: 0000aaaa-11bb-cccc-dd22-eeeeee333333" in text
     assert "Check clientId and tenantId" in text
-    assert "\r" not in text and "\n" not in text
+    assert "\r" not in text
+    assert "\n" not in text
 
 
 def test_aad_client_style_error() -> None:

@@ -80,7 +80,8 @@ def test_secret_rejected_shows_aadsts(http_mock: responses.RequestsMock) -> None
     assert message.startswith("Azure sign-in with secret failed: Azure AD returned AADSTS7000215:")
     assert "Invalid client secret provided" in message
     assert "update clientSecret" in message
-    assert "\r" not in message and "\n" not in message
+    assert "\r" not in message
+    assert "\n" not in message
     assert SECRET not in message
 
 

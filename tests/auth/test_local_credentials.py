@@ -1,7 +1,7 @@
 """managed-identity, azure-cli and default through the real azure-identity classes.
 
-The instance metadata endpoint (169.254.169.254) is answered by ``responses``; nothing is
-sent to it. The Azure CLI is a stand-in ``az`` program on PATH.
+``responses`` fakes the instance metadata endpoint (169.254.169.254), so nothing is sent
+to it. The Azure CLI is a stand-in ``az`` program on PATH.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def test_azure_cli_renews_after_expiry(
     credential.get_token(plan.scope)
     clock.advance(3700)
     # The stand-in prints an expiry one real hour ahead, which the shifted clock has
-    # passed, so azure-identity asks the CLI again on every call.
+    # passed, so azure-identity runs the CLI again on every call.
     credential.get_token(plan.scope)
 
     assert len(az_calls(log)) == 2
@@ -196,8 +196,8 @@ def test_default_uses_environment_credential(
 def test_auto_lists_what_was_tried(
     http_mock: responses.RequestsMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # DefaultAzureCredential probes the instance metadata endpoint; the probe is answered
-    # with a connection failure, as on a machine that is not in Azure.
+    # DefaultAzureCredential probes the instance metadata endpoint. The fake probe fails to
+    # connect, as on a machine outside Azure.
     http_mock.add(
         responses.GET,
         IMDS_TOKEN_URL,
@@ -220,7 +220,7 @@ def test_auto_lists_what_was_tried(
     assert "ManagedIdentityCredential" in message
     assert "AzureCliCredential" in message
     assert (
-        "Before that, auto found: task inputs clientSecret and clientCertificate: not set"
+        "auto checked these first: task inputs clientSecret and clientCertificate: not set"
         in message
     )
     assert "GitHub OIDC: ACTIONS_ID_TOKEN_REQUEST_URL not set" in message
