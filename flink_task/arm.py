@@ -1,8 +1,8 @@
 """HTTP client of the job API on Azure Resource Manager: ``runJob`` and ``jobs``.
 
 Requests go through an azure-core pipeline (bearer token, user agent, retries, logging).
-azure-core's default retry policy also resends a POST answered 500, 503 or 504, or any
-request answered with ``Retry-After``; a resent ``runJob`` would perform the action twice,
+azure-core's default retry policy also resends a POST that got 500, 503 or 504, or any
+response with ``Retry-After``; a resent ``runJob`` would perform the action twice,
 so this client retries reads only and sends ``runJob`` once. The only exception is a
 connection that could not be opened at all: that request provably never reached the server.
 """
@@ -41,7 +41,7 @@ _MAX_ERROR_TEXT = 500
 
 
 class SubmissionUncertainError(ActionFailedError):
-    """The runJob request was sent but no answer came back, so it may have been accepted."""
+    """The runJob request was sent but no response came back, so it may have been accepted."""
 
 
 class ReadOnlyRetryPolicy(RetryPolicy):
@@ -58,7 +58,7 @@ class ReadOnlyRetryPolicy(RetryPolicy):
         retry = super().is_retry(settings, response)
         if retry:
             logger.warning(
-                "GET %s answered HTTP %s; retrying (attempt %s)",
+                "GET %s returned HTTP %s; retrying (attempt %s)",
                 _path_of(response.http_request.url),
                 response.http_response.status_code,
                 len(settings["history"]) + 2,
@@ -144,9 +144,10 @@ class JobApiClient:
                 )
                 self._pause(delay)
             except (ServiceResponseError, HttpResponseError) as error:
-                # Sent, but the answer was lost or unreadable: the server may have acted on it.
+                # The request was sent but its response was lost or unreadable,
+                # so the server may have acted on it.
                 raise SubmissionUncertainError(
-                    "runJob was sent but no answer came back "
+                    "runJob was sent but no response came back "
                     f"({_short(error)}); the action may or may not have been accepted, so it "
                     "is not sent again. List the jobs (flink-task jobs) before running it again"
                 ) from error

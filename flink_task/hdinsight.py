@@ -1,7 +1,7 @@
 """The HDInsight target: submit an action through runJob and wait for its result.
 
-How the result of *this* action is told apart from the previous action's result: right
-after the submission the jobs list can still show the previous action's SUCCESS.
+Right after a submission the jobs list can still show the previous action's SUCCESS.
+This is how the result of *this* action is distinguished from it:
 
 * API versions with ``runId`` (2023-11-01-preview and later): the task sends a fresh
   run id and accepts only a record carrying that id.
@@ -35,7 +35,7 @@ _COMPARED_FIELDS = ("action", "jobId", "status", "actionResult", "jobOutput", "l
 
 @dataclass
 class Outcome:
-    """What a run ended with: the job record as last seen and how the wait ended."""
+    """Result of a run: the job record as last seen and how the wait ended."""
 
     record: dict[str, Any] | None
     finished: bool = True  # False: the deadline came first, or the run did not wait
@@ -62,7 +62,7 @@ class WaitInterruptedError(Exception):
 
 @dataclass
 class _Tracker:
-    """What the wait has learnt about the submitted action so far."""
+    """Evidence the wait has collected about the submitted action so far."""
 
     before: dict[str, Any] | None
     run_id: str | None
@@ -74,7 +74,7 @@ class _Tracker:
 
 
 def run_action(request: RunRequest, client: JobApiClient, waiter: Waiter) -> Outcome:
-    """Submit the request's action and, unless told not to, wait for its result."""
+    """Submit the request's action and wait for its result, unless the request says not to."""
     assert request.body is not None and request.job_name is not None
     before = client.find_job(request.job_name)
     tracker = _Tracker(before=before, run_id=request.run_id, last=before)
@@ -104,7 +104,7 @@ def _follow_operation(
     """Poll the runJob long-running operation until it completes."""
     url = client.operation_url(response)
     if response.status_code == 202 and url is None:
-        logger.info("runJob answered 202 without an operation URL; watching the jobs list")
+        logger.info("runJob returned 202 without an operation URL; watching the jobs list")
     while response.status_code == 202 and url is not None:
         retry_after = _retry_after(response)
         waiter.pause(retry_after)

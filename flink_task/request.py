@@ -41,7 +41,7 @@ DRAIN_KEY = "drain"
 
 _JAR_ACTIONS = ("NEW", "UPDATE", "STATELESS_UPDATE", "LAST_STATE_UPDATE", "START")
 
-# Which actions can use each job input. Giving an input to any other action is an error.
+# Actions that can use each job input. Giving an input to any other action is an error.
 INPUT_ACTIONS: dict[str, tuple[str, ...]] = {
     "jobJarDirectory": _JAR_ACTIONS,
     "jarName": _JAR_ACTIONS,
@@ -61,7 +61,7 @@ _CLUSTER_INPUTS = ("subscriptionId", "resourceGroup", "clusterPool", "cluster")
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterTarget:
-    """Where the job API of one HDInsight on AKS Flink cluster lives."""
+    """Location of the job API of one HDInsight on AKS Flink cluster."""
 
     subscription_id: str
     resource_group: str

@@ -90,7 +90,7 @@ def _input_error(error: ValidationError) -> InputError:
                 f"missing required input for {action}",
                 "Set " + describe_inputs([name]),
             )
-        return InputError(input_name, f"{json_path} misses {missing!r}", "Add it")
+        return InputError(input_name, f"{json_path} is missing {missing!r}", "Add it")
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     if description:
         return InputError(
