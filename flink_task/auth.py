@@ -129,8 +129,12 @@ _AADSTS_HINTS = {
 }
 
 
-class SignInError(ClientAuthenticationError):
-    """Azure sign-in failure at token time, with a message that contains no secret or token."""
+class SignInError(ClientAuthenticationError, ActionFailedError):
+    """Azure sign-in failure at token time, with a message that contains no secret or token.
+
+    It is a ClientAuthenticationError, as TokenCredential callers expect, and a flink-task
+    error with exit code 1, so the command line reports it as one plain line.
+    """
 
     def __init__(self, message: str, *, method: str, aadsts_code: str | None) -> None:
         super().__init__(message=message)

@@ -8,7 +8,7 @@ from azure.identity import CredentialUnavailableError
 
 from flink_task.auth import SignInError, SignInFailedError, describe_auth_error, plan_sign_in
 from flink_task.emulator.oidc_issuer import OidcIssuer
-from flink_task.errors import EXIT_ACTION_FAILED
+from flink_task.errors import EXIT_ACTION_FAILED, FlinkTaskError
 
 MSAL_STYLE = (
     "Authentication failed: AADSTS700016: Application with identifier "
@@ -74,6 +74,14 @@ def test_sign_in_failed_error_exits_1() -> None:
 def test_sign_in_error_keeps_its_message() -> None:
     error = SignInError("Azure sign-in with secret failed: x", method="secret", aadsts_code=None)
     assert describe_auth_error(error) == "Azure sign-in with secret failed: x"
+    assert str(error) == "Azure sign-in with secret failed: x"
+
+
+def test_sign_in_error_is_flink_task_error() -> None:
+    error = SignInError("Azure sign-in with secret failed: x", method="secret", aadsts_code=None)
+    assert isinstance(error, ClientAuthenticationError)
+    assert isinstance(error, FlinkTaskError)
+    assert error.exit_code == EXIT_ACTION_FAILED
 
 
 def test_describe_plan_has_no_secret() -> None:
