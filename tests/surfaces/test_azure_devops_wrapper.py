@@ -28,8 +28,9 @@ with open(os.environ["RECORD_PATH"], "w") as file:
     json.dump(record, file)
 if os.environ.get("RECORDER_WAIT"):
     def stop(number, frame):
-        print("recorder: got signal", number, flush=True)
-        sys.exit(130)
+        # os.write and os._exit, because print can be inside a write when the signal lands.
+        os.write(1, f"recorder: got signal {number}\\n".encode())
+        os._exit(130)
     signal.signal(signal.SIGINT, stop)
     print("recorder: waiting", flush=True)
     deadline = time.monotonic() + 30
@@ -170,32 +171,40 @@ def test_missing_python_reported(staged_task: Path, tmp_path: Path, recorder: Pa
     assert "Python 3.10 or later was not found" in completed.stdout
 
 
+def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        if process.poll() is not None:
+            raise AssertionError(f"exited with {process.returncode}: {path.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not printed within {timeout} s")
+        time.sleep(0.05)
+
+
 def test_sigint_forwarded(staged_task: Path, tmp_path: Path, recorder: Path) -> None:
     env = agent_environment(tmp_path, recorder)
     env.update({"INPUT_ACTION": "STOP", "RECORDER_WAIT": "1"})
-    process = subprocess.Popen(
-        ["node", str(staged_task / "index.js")],
-        env=env,
-        cwd=env["HOME"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log_path = tmp_path / "wrapper.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            ["node", str(staged_task / "index.js")],
+            env=env,
+            cwd=env["HOME"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 60
-        for line in process.stdout:
-            if "recorder: waiting" in line or time.monotonic() > deadline:
-                break
+        wait_for_text(log_path, "recorder: waiting", process, timeout=60)
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=7.5)
+        process.wait(timeout=7.5)
         elapsed = time.monotonic() - started
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130
-    assert f"recorder: got signal {int(signal.SIGINT)}" in rest
-    assert "##vso[task.complete result=Cancelled;]" in rest
+    output = log_path.read_text()
+    assert process.returncode == 130, output
+    assert f"recorder: got signal {int(signal.SIGINT)}" in output
+    assert "##vso[task.complete result=Cancelled;]" in output
     assert elapsed < 7.5
