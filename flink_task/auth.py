@@ -506,6 +506,14 @@ def _settings_for_secret(
 ) -> _Built:
     tenant_id, client_id = _require_principal(values, connection, "secret")
     secret = values.get("clientSecret") or (connection.client_secret if connection else None)
+    if not secret and connection is not None and connection.scheme == "serviceprincipal":
+        suffix = _endpoint_suffix(connection.id)
+        raise InputError(
+            "azureSubscription",
+            f"service connection {connection.id} has no service principal key",
+            f"Check that the task passes ENDPOINT_AUTH_PARAMETER_{suffix}_SERVICEPRINCIPALKEY "
+            "to flink-task",
+        )
     if not secret:
         raise InputError(
             "clientSecret",
@@ -524,6 +532,14 @@ def _settings_for_certificate(
     input_name = "clientCertificate"
     if not certificate and connection is not None and connection.certificate_pem:
         certificate, input_name = connection.certificate_pem, "azureSubscription"
+    if not certificate and connection is not None and connection.scheme == "serviceprincipal":
+        suffix = _endpoint_suffix(connection.id)
+        raise InputError(
+            "azureSubscription",
+            f"service connection {connection.id} has no certificate",
+            "Check that the task passes "
+            f"ENDPOINT_AUTH_PARAMETER_{suffix}_SERVICEPRINCIPALCERTIFICATE to flink-task",
+        )
     if not certificate:
         raise InputError(
             "clientCertificate",

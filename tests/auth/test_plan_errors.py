@@ -132,6 +132,29 @@ CASES = [
     ),
     pytest.param(
         {"azureSubscription": CONNECTION},
+        {
+            f"ENDPOINT_AUTH_SCHEME_{CONNECTION.upper()}": "ServicePrincipal",
+            f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_SERVICEPRINCIPALID": CLIENT_ID,
+            f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_TENANTID": TENANT_ID,
+        },
+        "azureSubscription",
+        f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_SERVICEPRINCIPALKEY",
+        id="spn-connection-without-key",
+    ),
+    pytest.param(
+        {"azureSubscription": CONNECTION},
+        {
+            f"ENDPOINT_AUTH_SCHEME_{CONNECTION.upper()}": "ServicePrincipal",
+            f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_AUTHENTICATIONTYPE": "spnCertificate",
+            f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_SERVICEPRINCIPALID": CLIENT_ID,
+            f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_TENANTID": TENANT_ID,
+        },
+        "azureSubscription",
+        f"ENDPOINT_AUTH_PARAMETER_{CONNECTION.upper()}_SERVICEPRINCIPALCERTIFICATE",
+        id="spn-connection-without-certificate",
+    ),
+    pytest.param(
+        {"azureSubscription": CONNECTION},
         {f"ENDPOINT_AUTH_SCHEME_{CONNECTION.upper()}": "PublishProfile"},
         "azureSubscription",
         "Azure Resource Manager service connection",
