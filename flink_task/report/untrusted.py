@@ -21,6 +21,14 @@ spaces and many format and control characters. So an invisible character between
 two colons of ``::`` or the two hashes of ``##vso[`` must not be trusted to break the
 command.
 
+Nor can a list of such characters be trusted to be complete: ICU also skips the
+Arabic tatweel (U+0640), a letter. So commands are looked for in a skeleton of each
+line that keeps only what could take part in one: printable ASCII, and any other
+character whose NFKC form is printable ASCII (the fullwidth number sign U+FF03 counts
+as ``#``). Every other character is left out of the skeleton, as if the runner
+skipped it. That finds more than the runners would, and a false match only costs a
+changed character.
+
 The neutralised text therefore:
 
 1. has every line break that ``str.splitlines`` recognises (``\\r``, ``\\v``, ``\\f``,
@@ -28,13 +36,13 @@ The neutralised text therefore:
    replaced by ``\\n``, so the lines checked here are the lines either runner sees;
 2. shows every invisible character (control, format, private use, surrogate,
    unassigned and the other Unicode default-ignorable code points, except tab) as a
-   visible escape such as ``\\u200b``;
-3. has ``##`` replaced by ``**`` wherever it is followed by ``[`` or by ``vso[`` in any
-   letter case, so neither ``##[`` nor ``##vso[`` occurs anywhere (the Azure DevOps
-   agent's process invoker rewrites ``##vso`` to ``**vso`` the same way when worker
-   commands are disabled);
-4. has a space inserted between the colons of a line that starts with ``::`` after
-   whitespace, so no line starts with ``::``.
+   visible escape such as ``\\u200b``, so a reader can see that it is there;
+3. has each ``#`` that forms ``##[`` or ``##vso[`` (any letter case) in the skeleton
+   replaced by ``*``, so ``##vso[`` becomes ``**vso[`` (the Azure DevOps agent's process
+   invoker rewrites ``##vso`` the same way when worker commands are disabled);
+4. has a space inserted after the first colon of a line whose skeleton starts with
+   ``::`` after whitespace. When that colon is a look-alike (the fullwidth colon
+   U+FF1A), the character is shown as a ``\\uXXXX`` escape instead.
 
 Escaping was chosen over GitHub's ``::stop-commands::<token>`` pause because it works
 on both platforms (Azure DevOps documents no pause command), needs no state in the
@@ -71,18 +79,61 @@ def neutralise_commands(text: str) -> str:
 
 
 def _neutralise_line(line: str) -> str:
-    line = "".join(_escape_invisible(character) for character in line)
-    line = _COMMAND_HASHES.sub("**", line)
-    content = line.lstrip()
-    if content.startswith("::"):
-        indent = line[: len(line) - len(content)]
-        line = indent + ": :" + content[2:]
-    return line
+    characters = [_escape_invisible(character) for character in line]
+    # Each pass turns a matched character into one that cannot take part in a command,
+    # so the loop ends, normally after the first pass.
+    while _neutralise_once(characters):
+        pass
+    return "".join(characters)
+
+
+def _neutralise_once(characters: list[str]) -> bool:
+    """Break the commands found in the skeleton of ``characters``; return whether any was."""
+    positions, skeleton = _skeleton(characters)
+    changed = False
+    for match in _COMMAND_HASHES.finditer(skeleton):
+        for index in (match.start(), match.start() + 1):
+            characters[positions[index]] = "*"
+        changed = True
+
+    content_start = len(skeleton) - len(skeleton.lstrip())
+    if skeleton.startswith("::", content_start):
+        position = positions[content_start]
+        if characters[position] == ":":
+            characters[position] = ": "
+        else:
+            characters[position] = _visible_escape(characters[position])
+        changed = True
+    return changed
+
+
+def _skeleton(characters: list[str]) -> tuple[list[int], str]:
+    """Return the skeleton of a line and, for each of its characters, the source index."""
+    positions: list[int] = []
+    parts: list[str] = []
+    for index, character in enumerate(characters):
+        ascii_form = _ascii_form(character)
+        positions.extend([index] * len(ascii_form))
+        parts.append(ascii_form)
+    return positions, "".join(parts)
+
+
+def _ascii_form(text: str) -> str:
+    if text.isascii():
+        return text if text.isprintable() or text == "\t" else ""
+    normalised = unicodedata.normalize("NFKC", text)
+    if normalised.isascii() and normalised.isprintable():
+        return normalised
+    return ""
 
 
 def _escape_invisible(character: str) -> str:
     if character == "\t" or not _is_invisible(character):
         return character
+    return _visible_escape(character)
+
+
+def _visible_escape(character: str) -> str:
     code_point = ord(character)
     if code_point <= 0xFF:
         return f"\\x{code_point:02x}"
