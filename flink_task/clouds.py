@@ -191,7 +191,7 @@ def authority_from_url(value: str) -> str:
     """Return ``https://HOST[:PORT]`` from an authority URL that may end in a path.
 
     Azure DevOps stores the authority of a service connection as a URL such as
-    ``https://login.microsoftonline.com/``; any path (a tenant) is dropped.
+    ``https://login.microsoftonline.com/``. Any path (a tenant) is dropped.
     """
     parts = urlsplit(value.strip())
     if parts.scheme != "https" or not parts.hostname:
