@@ -1,10 +1,10 @@
 """Parsers that read reporter output the way the GitHub runner and Azure DevOps agent do.
 
-They follow the runners' documented rules and sources (``actions/runner``
-``ActionCommand.cs`` and ``FileCommandManager.cs``; ``azure-pipelines-agent``
-``Command.cs`` and ``CommandStringConvertor.cs``), made stricter where that makes a
-test harder to pass: every command name counts as registered, ``##vso[`` is matched in
-any letter case, and ``##[`` formatting commands count anywhere in a line.
+They follow the runners' sources: ``ActionCommand.cs`` and ``FileCommandManager.cs``
+in ``actions/runner``, ``Command.cs`` and ``CommandStringConvertor`` in
+``azure-pipelines-agent``. Where it makes a test harder to pass they are stricter:
+every command name counts as registered, ``##vso[`` is matched in any letter case,
+and ``##[`` formatting commands count anywhere in a line.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Command:
 
 
 def runner_lines(text: str) -> list[str]:
-    """Split output like .NET ``StreamReader.ReadLine``: on ``\\r\\n``, ``\\r`` and ``\\n``."""
+    """Split output like .NET ``StreamReader.ReadLine``, on ``\\r\\n``, ``\\r`` and ``\\n``."""
     if not text:
         return []
     lines = re.split(r"\r\n|\r|\n", text)
@@ -41,7 +41,7 @@ def without_ignorables(line: str) -> str:
 
 
 def _dotnet_trim_start(line: str) -> str:
-    """Trim like .NET ``TrimStart()``; Python's whitespace set contains .NET's."""
+    """Trim like .NET ``TrimStart()``, whose whitespace set Python's contains."""
     return line.lstrip()
 
 
