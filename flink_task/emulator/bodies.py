@@ -42,7 +42,7 @@ def validate_run_job_body(body: Any, version: ApiFeatures) -> dict[str, Any]:
     """Check a `runJob` body for `version` and return its writable properties.
 
     Raises ApiError 400 naming the JSON path of the first invalid field. Read-only fields are
-    dropped, unknown fields are rejected so that a misspelt property never goes unnoticed.
+    dropped. Unknown fields are rejected, so that a misspelt property cannot go unnoticed.
     """
     if not isinstance(body, dict):
         raise invalid_content("The request body must be a ClusterJob JSON object.", "$")

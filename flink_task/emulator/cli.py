@@ -49,59 +49,71 @@ def build_parser() -> argparse.ArgumentParser:
             "with the connection details, then runs until SIGINT or SIGTERM."
         ),
     )
-    parser.add_argument(
+    _add_server_options(parser.add_argument_group("server"))
+    _add_cluster_options(parser.add_argument_group("clusters"))
+    _add_tuning_options(parser.add_argument_group("limits and logging"))
+    return parser
+
+
+def _add_server_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--state-dir",
         type=Path,
         default=default_state_dir(),
         help="folder for certificates, ids, the client secret and job records "
         "(default: %(default)s)",
     )
-    parser.add_argument("--host", default=LOOPBACK_HOST, help="address to listen on")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")
-    parser.add_argument(
+    group.add_argument("--host", default=LOOPBACK_HOST, help="address to listen on")
+    group.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")
+    group.add_argument(
         "--allow-remote",
         action="store_true",
-        help=f"allow a non-loopback --host; the client secret then comes from "
+        help=f"allow a non-loopback --host. The client secret then comes from "
         f"${CLIENT_SECRET_VARIABLE}",
     )
-    parser.add_argument("--config", type=Path, help="JSON file that lists the clusters")
-    parser.add_argument("--flink-url", help="Flink REST URL of the single cluster")
-    parser.add_argument(
+    group.add_argument("--subscription-id", help="subscription id (default: a stored UUID)")
+    group.add_argument("--resource-group", help="resource group name")
+
+
+def _add_cluster_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--config", type=Path, help="JSON file that lists the clusters")
+    group.add_argument("--flink-url", help="Flink REST URL of the single cluster")
+    group.add_argument(
         "--start-flink",
         action="store_true",
         help="start a local Flink cluster in the state folder and stop it on exit",
     )
-    parser.add_argument(
+    group.add_argument(
         "--flink-slots", type=int, default=4, help="task slots of the local Flink cluster"
     )
-    parser.add_argument("--cluster-pool", default=DEFAULT_CLUSTER_POOL)
-    parser.add_argument("--cluster", default=DEFAULT_CLUSTER)
-    parser.add_argument("--resource-group", help="resource group name")
-    parser.add_argument("--subscription-id", help="subscription id (default: a stored UUID)")
-    parser.add_argument(
+    group.add_argument("--cluster-pool", default=DEFAULT_CLUSTER_POOL, help="cluster pool name")
+    group.add_argument("--cluster", default=DEFAULT_CLUSTER, help="cluster name")
+    group.add_argument(
         "--storage-mapping",
         action="append",
         default=[],
         metavar="PREFIX=FOLDER",
-        help="serve jar URLs under PREFIX (for example abfs://...) from FOLDER; repeatable",
+        help="serve jar URLs under PREFIX (for example abfs://...) from FOLDER (repeatable)",
     )
-    parser.add_argument(
+
+
+def _add_tuning_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
         "--page-size", type=int, default=DEFAULT_PAGE_SIZE, help="jobs per page of GET jobs"
     )
-    parser.add_argument(
+    group.add_argument(
         "--token-lifetime",
         type=int,
         default=DEFAULT_TOKEN_LIFETIME,
         help="lifetime of issued access tokens, in seconds",
     )
-    parser.add_argument(
+    group.add_argument(
         "--shutdown-timeout",
         type=float,
         default=DEFAULT_SHUTDOWN_TIMEOUT,
         help="seconds to wait for running actions on shutdown",
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    return parser
+    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
 
 
 def main(argv: Sequence[str]) -> int:

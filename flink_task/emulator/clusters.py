@@ -21,7 +21,7 @@ class ClusterConfig:
     """One emulated cluster.
 
     `flink_url` is None for a cluster served by the local Flink that the emulator starts
-    itself. `storage_dir` holds savepoints under `<deployment id>/savepoints` unless
+    itself. Savepoints go to `<storage_dir>/<deployment id>/savepoints` unless
     `savepoint_directory` names another default. `storage_mappings` maps URL prefixes such as
     `abfs://jars@account.dfs.core.windows.net/` to the local folders with the same files.
     """

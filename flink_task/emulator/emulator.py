@@ -183,8 +183,8 @@ class Emulator:
             return
         if not allow_remote:
             raise ConfigError(
-                f"refusing to listen on {host}, which is not a loopback address; pass "
-                "--allow-remote to serve other hosts"
+                f"{host} is not a loopback address. Pass --allow-remote to serve other hosts, "
+                "with an operator-chosen client secret"
             )
         if not client_secret or len(client_secret) < MIN_REMOTE_SECRET_LENGTH:
             raise ConfigError(
@@ -197,8 +197,8 @@ class Emulator:
         if local and not self.start_flink:
             names = ", ".join(f"{c.cluster_pool}/{c.cluster}" for c in local)
             raise ConfigError(
-                f"clusters without a Flink REST URL: {names}; give one, or start a local "
-                "Flink cluster (--start-flink)"
+                f"clusters without a Flink REST URL: {names}. Give each a URL, or start a "
+                "local Flink cluster (--start-flink)"
             )
 
     def _load_identity(self) -> None:

@@ -40,7 +40,7 @@ IN_PROGRESS = "IN_PROGRESS"
 
 
 class JobEngine(Protocol):
-    """The part of `flink_task.engine.Engine` the job API calls."""
+    """The methods of `flink_task.engine.Engine` that the emulator calls."""
 
     def begin(self, properties: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -55,7 +55,8 @@ class JobEngine(Protocol):
 
 @dataclass(frozen=True)
 class ArmPath:
-    """The parts of a job API path. `operation` is `runJob`, `jobs` or `operationresults`."""
+    """The parts of a job API path. `operation` is lower case: `runjob`, `jobs` or
+    `operationresults`."""
 
     subscription_id: str
     resource_group: str
@@ -113,7 +114,7 @@ class ClusterService:
         )
         try:
             record = self.engine.execute(operation.job_name)
-        except Exception as error:  # the engine reports failures in the record, so this is a bug
+        except Exception as error:  # a bug: the engine reports failed actions in the record
             logger.exception(
                 "action %s on job %s raised; the operation ends FAILED",
                 operation.action,
@@ -257,7 +258,7 @@ class JobApi:
     def settle(self, service: ClusterService, operation: Operation) -> None:
         """Finish an operation whose action no thread of this process runs any more.
 
-        That happens after a restart. The job record then tells the outcome, because the
+        That happens after a restart. The job record then contains the outcome, because the
         engine's recovery has ended or resumed every action left IN_PROGRESS.
         """
         record = service.engine.get_job(operation.job_name)

@@ -76,7 +76,7 @@ class EmulatorApp:
 
 class TlsHttpServer(ThreadingHTTPServer):
     """A threading HTTP server that does each TLS handshake in the connection's own thread,
-    so a slow or broken client never blocks the accept loop."""
+    so a slow or broken client cannot hold up the accept loop."""
 
     daemon_threads = True
 

@@ -30,7 +30,8 @@ RENEW_BEFORE = datetime.timedelta(days=30)
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """Paths of the PEM files: the CA certificate clients trust, the server chain and key."""
+    """Paths of the PEM files: the CA certificate clients trust, its key, the server certificate
+    and its key."""
 
     ca_file: Path
     ca_key_file: Path
@@ -93,7 +94,10 @@ def _create_ca(files: TlsFiles, now: datetime.datetime) -> None:
 def _create_server_certificate(files: TlsFiles, hosts: list[str], now: datetime.datetime) -> None:
     ca_key = serialization.load_pem_private_key(files.ca_key_file.read_bytes(), password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{files.ca_key_file} is not an EC private key; delete the TLS folder")
+        raise ValueError(
+            f"{files.ca_key_file} is not an EC private key. Delete {files.ca_file.parent} to "
+            "create a new CA, and give clients the new CA file."
+        )
     ca_certificate = x509.load_pem_x509_certificate(files.ca_file.read_bytes())
     key = ec.generate_private_key(ec.SECP256R1())
     certificate = (
