@@ -74,7 +74,8 @@ def main(command: str, argv: Sequence[str], environ: Mapping[str, str] | None = 
     for spec in INPUTS:
         if spec.secret and spec.name in raw:
             reporter.mask(raw[spec.name])
-    reporter.install_logging(logging.DEBUG if flags.debug else logging.INFO)
+    debug = flags.debug or _pipeline_debug(environ)
+    reporter.install_logging(logging.DEBUG if debug else logging.INFO)
     cancellation = Cancellation()
     try:
         with cancellation.handle_signals():
@@ -83,16 +84,21 @@ def main(command: str, argv: Sequence[str], environ: Mapping[str, str] | None = 
         reporter.fail(reporter.untrusted(str(error)))
         exit_code = error.exit_code
     except Exception as error:  # noqa: BLE001 - the last resort that maps to exit code 3
-        if flags.debug:
+        if debug:
             logger.debug("%s", "".join(traceback.format_exception(error)))
         reporter.fail(
             reporter.untrusted(f"unexpected error: {type(error).__name__}: {error}")
-            + ("" if flags.debug else " (run with --debug for the traceback)")
+            + ("" if debug else " (run with --debug for the traceback)")
         )
         exit_code = EXIT_UNEXPECTED
     reporter.finish(exit_code)
     reporter.uninstall_logging()
     return exit_code
+
+
+def _pipeline_debug(environ: Mapping[str, str]) -> bool:
+    """Return True when the pipeline run has debug logging on (RUNNER_DEBUG, SYSTEM_DEBUG)."""
+    return environ.get("RUNNER_DEBUG") == "1" or environ.get("SYSTEM_DEBUG", "").lower() == "true"
 
 
 def _run(
@@ -124,7 +130,7 @@ def _run(
         request.target.api_version,
     )
     if request.dry_run:
-        _print_dry_run(request, sys.stdout)
+        _print_dry_run(request, reporter, sys.stdout)
         return EXIT_OK
     credential = sign_in.create_credential(on_secret=reporter.mask)
 
@@ -205,7 +211,7 @@ def _list(
         and not getattr(flags, "json", False)
         and isinstance(reporter, ConsoleReporter)
     ):
-        _print_table(records, sys.stdout)
+        _print_table(records, reporter, sys.stdout)
     else:
         reporter.print_result({"jobs": records})
     return EXIT_OK
@@ -246,33 +252,38 @@ def _short_state(record: Mapping[str, Any]) -> str:
     )
 
 
-def _print_dry_run(request: RunRequest, stream: TextIO) -> None:
+def _print_dry_run(request: RunRequest, reporter: Reporter, stream: TextIO) -> None:
     plan: dict[str, Any] = {
         "method": "GET" if request.body is None else "POST",
         "url": request.target.url("jobs" if request.body is None else "runJob"),
     }
     if request.body is not None:
         plan["body"] = {"properties": redact_properties(request.body["properties"])}
-    stream.write(json.dumps(plan, indent=2) + "\n")
+    stream.write(reporter.record_json(plan) + "\n")
     logger.info("Dry run: nothing was sent")
 
 
-def _print_table(records: list[dict[str, Any]], stream: TextIO) -> None:
+def _print_table(records: list[dict[str, Any]], reporter: Reporter, stream: TextIO) -> None:
     columns = ("jobName", "status", "action", "actionResult", "jobId", "lastSavePoint")
-    rows = [[str(r.get(c) or "-") for c in columns] for r in records]
-    widths = [
-        max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
-        for i, c in enumerate(columns)
-    ]
-    stream.write(
-        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n"
-    )
+    rows = [[_cell(reporter, record.get(column)) for column in columns] for record in records]
+    widths = [len(column) for column in columns]
     for row in rows:
-        stream.write(
-            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
+        return "  ".join(padded).rstrip() + "\n"
+
+    stream.write(line(columns))
+    for row in rows:
+        stream.write(line(row))
     if not rows:
         stream.write("(no jobs)\n")
+
+
+def _cell(reporter: Reporter, value: Any) -> str:
+    text = reporter.untrusted(str(value or "-"))
+    return " ".join(text.split()) or "-"
 
 
 if __name__ == "__main__":  # pragma: no cover
