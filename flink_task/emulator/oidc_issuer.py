@@ -360,6 +360,14 @@ def _make_handler(issuer: OidcIssuer) -> type[BaseHTTPRequestHandler]:
             status, body = issuer.handle_request(
                 method, self.path, self.headers.get("Authorization")
             )
+            if status >= 400:
+                logger.warning(
+                    "OIDC issuer rejected %s %s: HTTP %d %s",
+                    method,
+                    urlsplit(self.path).path,
+                    status,
+                    body.get("message"),
+                )
             data = json.dumps(body).encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
