@@ -158,6 +158,7 @@ class Emulator:
         """Stop serving, wait for running actions (up to the shutdown timeout), stop Flink."""
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()
             self._server.server_close()
             self._server = None
         self._wait_for_actions()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,7 +78,11 @@ class EmulatorApp:
 
 class TlsHttpServer(ThreadingHTTPServer):
     """A threading HTTP server that does each TLS handshake in the connection's own thread,
-    so a slow or broken client cannot hold up the accept loop."""
+    so a slow or broken client cannot hold up the accept loop.
+
+    It tracks its open connections, so that `close_connections` can end kept-alive ones when
+    the emulator stops. Otherwise a client could go on talking to a stopped emulator.
+    """
 
     daemon_threads = True
 
@@ -85,6 +91,10 @@ class TlsHttpServer(ThreadingHTTPServer):
     ) -> None:
         self.context = context
         self.app = app
+        self.closing = False
+        # Open connections, each mapped to whether a request on it is being processed.
+        self._connections: dict[Any, bool] = {}
+        self._connections_changed = threading.Condition()
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[Any, Any]:
@@ -95,13 +105,39 @@ class TlsHttpServer(ThreadingHTTPServer):
         return wrapped, client_address
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(SOCKET_TIMEOUT)
+        self.set_busy(request, False)
         try:
+            request.settimeout(SOCKET_TIMEOUT)
             request.do_handshake()
-        except (ssl.SSLError, OSError) as error:
-            logger.debug("TLS handshake with %s failed: %s", client_address, error)
-            return
-        super().finish_request(request, client_address)
+            super().finish_request(request, client_address)
+        except OSError as error:  # ssl.SSLError included: handshake failed or peer went away
+            logger.debug("connection from %s ended: %s", client_address, error)
+        finally:
+            with self._connections_changed:
+                self._connections.pop(request, None)
+                self._connections_changed.notify_all()
+
+    def set_busy(self, request: Any, busy: bool) -> None:
+        with self._connections_changed:
+            self._connections[request] = busy
+            self._connections_changed.notify_all()
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        """Let requests in progress finish (up to `timeout` seconds), then close every
+        connection."""
+        self.closing = True
+        deadline = time.monotonic() + timeout
+        with self._connections_changed:
+            while any(self._connections.values()) and time.monotonic() < deadline:
+                self._connections_changed.wait(max(0.0, deadline - time.monotonic()))
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                # The plain socket's shutdown: SSLSocket.shutdown would drop the TLS state
+                # while the handler thread may still use it.
+                socket.socket.shutdown(connection, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.warning("connection from %s ended with an error", client_address, exc_info=True)
@@ -128,6 +164,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.server.set_busy(self.request, True)
+        try:
+            self._process()
+        finally:
+            self.server.set_busy(self.request, False)
+            if self.server.closing:
+                self.close_connection = True
+
+    def _process(self) -> None:
         started = time.monotonic()
         request_id = str(uuid.uuid4())
         split = urlsplit(self.path)
@@ -188,6 +233,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if self.server.closing:
+            self.send_header("Connection", "close")
         self.end_headers()
         try:
             self.wfile.write(payload)

@@ -287,3 +287,13 @@ def test_secret_and_token_not_logged(
     assert offline_emulator.client_secret not in logged
     assert "wrong-secret" not in logged
     assert token not in logged
+
+
+def test_stop_closes_open_connections(tmp_path: Path) -> None:
+    emulator = Emulator(tmp_path, clusters=[offline_cluster()])
+    with emulator:
+        arm = ArmClient(emulator)
+        assert arm.list_jobs().status_code == 200
+
+    with pytest.raises(requests.ConnectionError):
+        arm.list_jobs()
