@@ -38,7 +38,8 @@ def test_secret_plan_signs_in_to_emulator(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_file))
     plan = plan_sign_in(emulator_inputs(emulator, emulator.client_secret), {})
 
-    token = plan.create_credential().get_token(plan.scope)
+    with plan.create_credential() as credential:
+        token = credential.get_token(plan.scope)
 
     assert plan.cloud.disable_instance_discovery is True
     assert plan.scope == f"{emulator.base_url}/.default"
@@ -52,8 +53,8 @@ def test_wrong_secret_reported_by_emulator(
     wrong = "not-the-emulator-secret-41"
     plan = plan_sign_in(emulator_inputs(emulator, wrong), {})
 
-    with pytest.raises(SignInError) as caught:
-        plan.create_credential().get_token(plan.scope)
+    with pytest.raises(SignInError) as caught, plan.create_credential() as credential:
+        credential.get_token(plan.scope)
 
     assert caught.value.aadsts_code == "AADSTS7000215"
     assert (

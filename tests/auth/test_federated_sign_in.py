@@ -90,11 +90,10 @@ def test_github_sign_in_survives_long_wait(
     plan = plan_sign_in(
         {"tenantId": TENANT_ID, "clientId": CLIENT_ID}, issuer.github_environment()
     )
-    credential = plan.create_credential(on_secret=masked.append)
-
-    first = credential.get_token(plan.scope)
-    clock.advance(3700)
-    second = credential.get_token(plan.scope)
+    with plan.create_credential(on_secret=masked.append) as credential:
+        first = credential.get_token(plan.scope)
+        clock.advance(3700)
+        second = credential.get_token(plan.scope)
 
     assert plan.method == "github-oidc"
     assert outcomes == ["ok", "ok"]
@@ -111,12 +110,11 @@ def test_reused_github_token_is_rejected(
     outcomes: list[str] = []
     add_checking_token_endpoint(http_mock, issuer, issuer.github_subject, outcomes)
     fetched_once = issuer.issue("api://AzureADTokenExchange")
-    credential = ClientAssertionCredential(TENANT_ID, CLIENT_ID, lambda: fetched_once)
-
-    credential.get_token("https://management.azure.com/.default")
-    clock.advance(3700)
-    with pytest.raises(Exception, match="AADSTS700024"):
+    with ClientAssertionCredential(TENANT_ID, CLIENT_ID, lambda: fetched_once) as credential:
         credential.get_token("https://management.azure.com/.default")
+        clock.advance(3700)
+        with pytest.raises(Exception, match="AADSTS700024"):
+            credential.get_token("https://management.azure.com/.default")
 
     assert outcomes == ["ok", "AADSTS700024"]
 
@@ -136,11 +134,10 @@ def test_azure_devops_sign_in_survives_long_wait(
         **issuer.azure_devops_environment(),
     }
     plan = plan_sign_in({"azureSubscription": CONNECTION}, environ)
-    credential = plan.create_credential()
-
-    credential.get_token(plan.scope)
-    clock.advance(3700)
-    credential.get_token(plan.scope)
+    with plan.create_credential() as credential:
+        credential.get_token(plan.scope)
+        clock.advance(3700)
+        credential.get_token(plan.scope)
 
     assert plan.method == "azure-devops-oidc"
     assert outcomes == ["ok", "ok"]
@@ -157,8 +154,8 @@ def test_subject_mismatch_reported(http_mock: responses.RequestsMock, issuer: Oi
         {"tenantId": TENANT_ID, "clientId": CLIENT_ID}, issuer.github_environment()
     )
 
-    with pytest.raises(SignInError) as caught:
-        plan.create_credential().get_token(plan.scope)
+    with pytest.raises(SignInError) as caught, plan.create_credential() as credential:
+        credential.get_token(plan.scope)
 
     assert caught.value.aadsts_code == "AADSTS700213"
     assert "repo:contoso/flink-jobs:ref:refs/heads/main" in caught.value.message
