@@ -125,6 +125,8 @@ class Emulator:
             "scope": f"{self.base_url}/.default",
             "subscriptionId": self.subscription_id,
             "resourceGroup": self.resource_group,
+            "clusterPool": self.cluster_pool,
+            "cluster": self.cluster,
             "clusters": [
                 {
                     "clusterPool": config.cluster_pool,

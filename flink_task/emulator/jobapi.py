@@ -28,7 +28,7 @@ from flink_task.emulator.listing import (
 from flink_task.emulator.operations import Operation, OperationStore
 from flink_task.emulator.protocol import Request, Response
 from flink_task.emulator.versions import resolve_api_version
-from flink_task.engine import EngineError
+from flink_task.engine import EngineError, StoreError
 from flink_task.engine import api_properties as engine_api_properties
 
 logger = logging.getLogger(__name__)
@@ -177,11 +177,16 @@ class JobApi:
         _check_method(arm_path, request.method)
         version = resolve_api_version(request.query)
         service = self._cluster(arm_path)
-        if arm_path.operation == "runjob":
-            return self._run_job(service, request, version)
-        if arm_path.operation == "jobs":
-            return self._list_jobs(service, request, version)
-        return self._operation_result(service, arm_path, version)
+        try:
+            if arm_path.operation == "runjob":
+                return self._run_job(service, request, version)
+            if arm_path.operation == "jobs":
+                return self._list_jobs(service, request, version)
+            return self._operation_result(service, arm_path, version)
+        except StoreError as error:
+            # A record file that cannot be read or written; the message names the file.
+            logger.error("job store error on %s %s: %s", request.method, request.path, error)
+            raise ApiError(500, "JobStoreError", str(error)) from None
 
     # --- runJob ---------------------------------------------------------------------------
 

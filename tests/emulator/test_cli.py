@@ -27,6 +27,8 @@ EXPECTED_FIELDS = {
     "scope",
     "subscriptionId",
     "resourceGroup",
+    "clusterPool",
+    "cluster",
     "clusters",
 }
 
@@ -65,6 +67,8 @@ def test_json_line_and_sigterm(tmp_path: Path) -> None:
     assert info["scope"] == f"{info['baseUrl']}/.default"
     assert Path(info["caFile"]).is_file()
     assert info["clusters"][0]["flinkUrl"] == flink_url
+    assert info["clusterPool"] == info["clusters"][0]["clusterPool"] == "local-pool"
+    assert info["cluster"] == info["clusters"][0]["cluster"] == "local-cluster"
     assert info["clusters"][0]["jobsUrl"].startswith(info["baseUrl"] + "/subscriptions/")
     secret_file = Path(info["clientSecretFile"])
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600

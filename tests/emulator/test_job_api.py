@@ -400,3 +400,17 @@ def test_clusters_keep_separate_jobs(offline_emulator: Emulator, arm: ArmClient)
 
     assert response.status_code == 200
     assert response.json() == {"value": []}
+
+
+def test_corrupt_record_500_names_file(offline_emulator: Emulator, arm: ArmClient) -> None:
+    corrupt = offline_emulator.jobs_directory() / "mangled.json"
+    corrupt.write_text("{not json")
+    try:
+        listed = arm.list_jobs()
+        acted = arm.run_job({"jobName": "mangled", "action": "LIST_SAVEPOINT"})
+    finally:
+        corrupt.unlink()
+
+    for response in (listed, acted):
+        error = assert_arm_error(response, 500, "JobStoreError")
+        assert str(corrupt) in error["message"]
