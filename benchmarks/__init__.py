@@ -1,0 +1,1 @@
+"""Benchmarks of flink-task; run them with ``python benchmarks/run.py``."""
