@@ -18,7 +18,12 @@ from urllib.parse import urljoin, urlsplit
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
@@ -52,7 +57,7 @@ class ReadOnlyRetryPolicy(RetryPolicy):
     ) -> bool:
         return str(request.method).upper() in _READ_METHODS
 
-    def is_retry(self, settings: dict[str, Any], response: PipelineResponse) -> bool:  # type: ignore[override]
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse) -> bool:
         if str(response.http_request.method).upper() not in _READ_METHODS:
             return False
         retry = super().is_retry(settings, response)
@@ -143,6 +148,8 @@ class JobApiClient:
                     delay,
                 )
                 self._pause(delay)
+            except ClientAuthenticationError:
+                raise  # signing in failed, so runJob was never sent
             except (ServiceResponseError, HttpResponseError) as error:
                 # The request was sent but its response was lost or unreadable,
                 # so the server may have acted on it.

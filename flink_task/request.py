@@ -214,15 +214,18 @@ def build_run_request(
     wait = parse_bool("wait", raw.get("wait"), True)
     timeout = parse_positive_int("timeoutMinutes", raw.get("timeoutMinutes"), None)
     dry_run = parse_bool("dryRun", raw.get("dryRun"), False)
-    common = {
-        "target": target,
-        "wait": wait,
-        "timeout_minutes": timeout or DEFAULT_TIMEOUT_MINUTES,
-        "dry_run": dry_run,
-    }
     if action == "LIST":
         _reject_job_inputs_for_list(raw)
-        return RunRequest(action=action, job_name=job_name, body=None, run_id=None, **common)
+        return RunRequest(
+            action=action,
+            job_name=job_name,
+            body=None,
+            run_id=None,
+            target=target,
+            wait=wait,
+            timeout_minutes=timeout or DEFAULT_TIMEOUT_MINUTES,
+            dry_run=dry_run,
+        )
 
     if job_name is None:
         raise InputError(
@@ -242,8 +245,11 @@ def build_run_request(
         job_name=job_name,
         body=body,
         run_id=run_id,
+        target=target,
+        wait=wait,
+        timeout_minutes=timeout or DEFAULT_TIMEOUT_MINUTES,
+        dry_run=dry_run,
         secret_values=secrets,
-        **common,
     )
 
 

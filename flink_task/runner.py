@@ -132,10 +132,9 @@ def _run(
     if request.dry_run:
         _print_dry_run(request, reporter, sys.stdout)
         return EXIT_OK
-    credential = sign_in.create_credential(on_secret=reporter.mask)
-
     from flink_task.arm import JobApiClient
 
+    credential = sign_in.create_credential(on_secret=reporter.mask)
     client = JobApiClient(request.target, credential, scope=sign_in.scope)
     try:
         if request.action == "LIST":
@@ -143,6 +142,9 @@ def _run(
         return _perform(request, client, reporter, cancellation)
     finally:
         client.close()
+        close_credential = getattr(credential, "close", None)
+        if callable(close_credential):
+            close_credential()
 
 
 def _perform(

@@ -342,3 +342,46 @@ def test_secret_has_no_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--client-secret", "x"])
     assert main(["--help"]) == 0
+
+
+def test_sign_in_failure_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.plugins.azure import AUTHORITY, JOBS_URL, TENANT_ID
+
+    set_env(monkeypatch, base_inputs(action="STOP", jobName="orders"))
+    base = f"{AUTHORITY}/{TENANT_ID}"
+    aad_error = {
+        "error": "invalid_client",
+        "error_description": "AADSTS7000215: Invalid client secret provided.",
+        "error_codes": [7000215],
+    }
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(
+            responses.GET,
+            f"{base}/v2.0/.well-known/openid-configuration",
+            json={
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "issuer": f"{base}/v2.0",
+            },
+        )
+        mock.add(responses.POST, f"{base}/oauth2/v2.0/token", status=401, json=aad_error)
+        mock.add(
+            responses.GET,
+            "https://login.microsoftonline.com/common/discovery/instance",
+            json={
+                "tenant_discovery_endpoint": f"{base}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [],
+            },
+        )
+        jobs = mock.add(responses.GET, JOBS_URL, json={"value": []})
+        assert main([]) == 1
+        assert jobs.call_count == 0
+        posts = [call for call in mock.calls if "runJob" in call.request.url]
+        assert posts == []
+    _, err = capsys.readouterr()
+    assert "AADSTS7000215" in err
+    assert "runJob was sent" not in err
+    assert CLIENT_SECRET not in err
