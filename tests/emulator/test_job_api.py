@@ -7,17 +7,20 @@ reaching Flink, so no Flink cluster is needed.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from flink_task.emulator import Emulator
+from flink_task.emulator.operations import OperationStore
 from tests.emulator.conftest import (
     ALL_VERSIONS,
     ELEVEN_ACTION_VERSIONS,
     NINE_ACTION_VERSIONS,
     ArmClient,
+    offline_cluster,
     seed_record,
     stopped_record,
 )
@@ -414,3 +417,33 @@ def test_corrupt_record_500_names_file(offline_emulator: Emulator, arm: ArmClien
     for response in (listed, acted):
         error = assert_arm_error(response, 500, "JobStoreError")
         assert str(corrupt) in error["message"]
+
+
+def test_interrupted_operations_settle_on_start(tmp_path: Path) -> None:
+    # A crash after the engine finished but before the operation file was updated leaves
+    # unfinished operations behind. The next start settles them from the job records.
+    cluster_key = "pool1/cluster1"
+    operations = OperationStore(tmp_path / "operations")
+    deleted = operations.create(cluster_key, "gone", "DELETE", "run-gone")
+    vanished = operations.create(cluster_key, "never-made", "NEW", "run-new")
+    listed = operations.create(cluster_key, "kept", "LIST_SAVEPOINT", "run-kept")
+    emulator = Emulator(tmp_path, clusters=[offline_cluster()])
+    seed_record(emulator, stopped_record("kept", action="LIST_SAVEPOINT", runId="run-kept"))
+
+    with emulator:
+        arm = ArmClient(emulator)
+        base = f"{arm.cluster_url().replace('clusterpools', 'clusterPools')}/operationresults"
+        results = {
+            operation.job_name: arm.request(
+                "GET", f"{base}/{operation.operation_id}?api-version=2024-05-01"
+            )
+            for operation in (deleted, vanished, listed)
+        }
+
+    assert results["gone"].status_code == 200
+    assert results["gone"].json()["properties"]["actionResult"] == "SUCCESS"
+    assert results["never-made"].status_code == 200
+    assert results["never-made"].json()["properties"]["actionResult"] == "FAILED"
+    assert results["kept"].status_code == 200
+    assert results["kept"].json()["properties"]["runId"] == "run-kept"
+    assert results["kept"].json()["properties"]["status"] == "STOPPED"
