@@ -197,19 +197,24 @@ class JobApi:
         properties = validate_run_job_body(parse_json_body(request.body), version)
         if version.has_run_id and "runId" not in properties:
             properties["runId"] = str(uuid.uuid4())
-        try:
-            service.engine.begin(properties)
-        except EngineError as error:
-            # The engine's errors carry the HTTP status and code they stand for.
-            raise ApiError(
-                error.http_status, error.code, str(error), target="properties"
-            ) from None
+        # The operation file comes first: once begin() has marked the record IN_PROGRESS,
+        # nothing may fail before the action thread starts, or the record would stay so.
         operation = self.operations.create(
             service.config.key,
             properties["jobName"],
             properties["action"],
             properties.get("runId"),
         )
+        try:
+            service.engine.begin(properties)
+        except BaseException as error:
+            self.operations.discard(operation)
+            if isinstance(error, EngineError):
+                # The engine's errors carry the HTTP status and code they stand for.
+                raise ApiError(
+                    error.http_status, error.code, str(error), target="properties"
+                ) from None
+            raise
         service.start_action(operation, lambda result: self.operations.finish(operation, result))
         location = self._operation_url(service.config, operation.operation_id, version)
         return Response(202, None, _accepted_headers(location))

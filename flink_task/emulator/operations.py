@@ -77,6 +77,10 @@ class OperationStore:
         operation.finished_at = time.time()
         self._write(operation)
 
+    def discard(self, operation: Operation) -> None:
+        """Delete the file of an operation whose action was never started."""
+        self._path(operation.operation_id).unlink(missing_ok=True)
+
     def unfinished(self) -> list[Operation]:
         return [operation for operation in self._all() if not operation.finished]
 

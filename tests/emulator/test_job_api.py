@@ -447,3 +447,13 @@ def test_interrupted_operations_settle_on_start(tmp_path: Path) -> None:
     assert results["kept"].status_code == 200
     assert results["kept"].json()["properties"]["runId"] == "run-kept"
     assert results["kept"].json()["properties"]["status"] == "STOPPED"
+
+
+def test_rejected_run_job_leaves_no_operation(offline_emulator: Emulator, arm: ArmClient) -> None:
+    folder = offline_emulator.state_dir / "operations"
+    before = set(folder.iterdir())
+
+    response = arm.run_job({"jobName": "no-such-job", "action": "SAVEPOINT"})
+
+    assert response.status_code == 404
+    assert set(folder.iterdir()) == before
