@@ -19,6 +19,7 @@ from flink_task.engine.records import (
     STOPPED,
     SUCCESS,
     ActionConflictError,
+    ActionFailure,
     EngineError,
     InvalidRequestError,
     JobNotFoundError,
@@ -27,7 +28,8 @@ from flink_task.engine.records import (
 )
 from flink_task.engine.rest import FlinkRestClient, FlinkRestError
 from flink_task.engine.store import JobLockedError, JobStore, StoreError
-from flink_task.engine.waits import Poller, Timeouts, WaitTimeoutError, parse_duration
+from flink_task.engine.waits import Timeouts, WaitTimeoutError
+from flink_task.engine.watch import TERMINAL_STATES, JobEndedError, JobWatcher, savepoint_location
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +46,10 @@ _REQUIRED_STATUS: dict[str, frozenset[str]] = {
     "CANCEL": frozenset({RUNNING}),
 }
 
-# Flink job states: terminal ones, and how a terminal state maps to a record status.
-_TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
+# How a terminal Flink job state maps to a record status.
 _STATUS_OF_TERMINAL = {"FAILED": FAILED, "CANCELED": CANCELLED, "FINISHED": STOPPED}
+_EXECUTE_LOCK_WAIT = 10.0
 _SAVEPOINT_DIRECTORY_KEYS = ("execution.checkpointing.savepoint-dir", "state.savepoints.dir")
-_CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
-_DEFAULT_CHECKPOINT_TIMEOUT = 600.0
-
-
-class ActionFailure(Exception):
-    """An action that cannot complete; the message becomes the record's jobOutput."""
 
 
 def new_flink_id() -> str:
@@ -86,12 +82,7 @@ class Engine:
         self.jars = jars
         self.default_savepoint_dir = default_savepoint_dir
         self.timeouts = timeouts or Timeouts()
-        self._poller = Poller(
-            clock=clock,
-            sleep=sleep,
-            poll_interval=self.timeouts.poll_interval,
-            log_interval=self.timeouts.log_interval,
-        )
+        self.watch = JobWatcher(flink, self.timeouts, clock=clock, sleep=sleep)
 
     # --- public interface -------------------------------------------------------------------
 
@@ -124,7 +115,8 @@ class Engine:
         is not IN_PROGRESS or another process holds its lock.
         """
         try:
-            with self.store.lock(job_name, "execute"):
+            # begin() of another request may hold the lock for a moment, so wait a little.
+            with self.store.lock(job_name, "execute", wait=_EXECUTE_LOCK_WAIT):
                 record = self._load(job_name)
                 if record is None:
                     raise JobNotFoundError(f"job {job_name} has no record")
@@ -268,7 +260,7 @@ class Engine:
             record["status"] = FAILED
             return
         state = str(details.get("state"))
-        if state in _TERMINAL_STATES:
+        if state in TERMINAL_STATES:
             logger.info("Flink job %s of %s is %s", job_id, record["jobName"], state)
             record["status"] = _STATUS_OF_TERMINAL[state]
 
@@ -327,7 +319,7 @@ class Engine:
             record["status"] = record.get("status") if record.get("status") != RUNNING else FAILED
             return
         state = str(details.get("state"))
-        if state in _TERMINAL_STATES:
+        if state in TERMINAL_STATES:
             if record.get("status") == RUNNING or state == "FAILED":
                 record["status"] = _STATUS_OF_TERMINAL[state]
         else:
@@ -348,7 +340,7 @@ class Engine:
         directory = self._savepoint_directory(record)
         trigger_id = self._record_trigger(record, job_id, "SAVEPOINT")
         self.flink.trigger_savepoint(job_id, target_directory=directory, trigger_id=trigger_id)
-        path = self._await_savepoint(job_id, trigger_id)
+        path = self.watch.await_savepoint(job_id, trigger_id)
         self._add_savepoint(record, path, "SAVEPOINT", job_id)
         record["jobOutput"] = f"Savepoint completed. Path: {path}"
 
@@ -383,7 +375,7 @@ class Engine:
         previous = dict(record.get("deployed") or rec.spec_of(record))
         new_spec = rec.spec_of(record)
         job_id = record["jobId"]
-        retained = self._checkpoints_retained_on_cancel(job_id)
+        retained = self.watch.checkpoints_retained_on_cancel(job_id)
         if not retained and not record.get("lastSavePoint"):
             record.update(previous)
             raise ActionFailure(
@@ -393,7 +385,7 @@ class Engine:
                 "which takes a savepoint first. The job is still running."
             )
         self._cancel_and_wait(record)
-        restore_path = self._latest_checkpoint(job_id) if retained else None
+        restore_path = self.watch.latest_checkpoint(job_id) if retained else None
         if restore_path is None:
             restore_path = record["lastSavePoint"]
             logger.warning(
@@ -407,7 +399,7 @@ class Engine:
         restore_path = None
         job_id = record.get("jobId")
         if job_id:
-            restore_path = self._latest_checkpoint(job_id)
+            restore_path = self.watch.latest_checkpoint(job_id)
         restore_path = restore_path or record.get("lastSavePoint")
         spec = dict(record.get("deployed") or rec.spec_of(record))
         self._deploy(record, spec, restore_path=restore_path)
@@ -499,11 +491,11 @@ class Engine:
 
     def _fail_submission(self, record: dict[str, Any], job_id: str, error: FlinkRestError) -> None:
         """Raise the submission's root cause; a FAILED ghost job makes the record FAILED."""
-        ghost = self._safe_find_job(job_id)
+        ghost = self.watch.find_job(job_id)
         if ghost is not None:
             record["jobId"] = job_id
             record["status"] = FAILED
-            cause = self._safe_root_cause(job_id) or error.root_cause
+            cause = self.watch.root_cause(job_id) or error.root_cause
             raise ActionFailure(f"Job {job_id} failed to start: {cause}")
         raise ActionFailure(error.root_cause)
 
@@ -535,54 +527,12 @@ class Engine:
             logger.warning("Could not delete jar %s from Flink: %s", jar_id, exc.root_cause)
 
     def _await_running(self, record: dict[str, Any], job_id: str) -> None:
-        """Wait until every task of the job is RUNNING; raise with the root cause otherwise."""
-        last: dict[str, Any] = {}
-
-        def check() -> bool | None:
-            details = self.flink.find_job(job_id)
-            if details is None:
-                return None
-            last.clear()
-            last.update(details)
-            state = str(details.get("state"))
-            if state in _TERMINAL_STATES:
-                record["jobId"] = job_id
-                record["status"] = _STATUS_OF_TERMINAL[state]
-                cause = self._safe_root_cause(job_id) or f"the job ended {state}"
-                raise ActionFailure(f"Job {job_id} failed to start: {cause}")
-            return True if state == RUNNING and _all_tasks_running(details) else None
-
         try:
-            self._poller.wait(
-                f"all tasks of job {job_id} to run",
-                check,
-                self.timeouts.start,
-                progress=lambda: _task_summary(last),
-            )
-        except WaitTimeoutError:
-            raise ActionFailure(self._not_running_message(job_id, last)) from None
-
-    def _not_running_message(self, job_id: str, details: Mapping[str, Any]) -> str:
-        cause = self._safe_root_cause(job_id)
-        slots = ""
-        try:
-            free = self.flink.overview().get("slots-available")
-            slots = f"; the cluster has {free} free task slot(s)"
-        except FlinkRestError:
-            pass
-        try:
-            self.flink.cancel(job_id)
-            cancelled = "; the job was cancelled"
-        except FlinkRestError as exc:
-            cancelled = f"; cancelling it failed: {exc.root_cause}"
-        message = (
-            f"Job {job_id} did not get all tasks RUNNING within {self.timeouts.start:.0f} s "
-            f"(state {details.get('state', 'unknown')}, tasks {_task_summary(details)}){slots}"
-            f"{cancelled}. Check that the cluster has enough free slots for the parallelism"
-        )
-        if cause:
-            message += f". Last exception: {cause}"
-        return message
+            self.watch.await_running(job_id)
+        except JobEndedError as exc:
+            record["jobId"] = job_id
+            record["status"] = _STATUS_OF_TERMINAL[exc.state]
+            raise
 
     def _savepoint_to_start_from(self, record: dict[str, Any]) -> str | None:
         if record.get("savePointName"):
@@ -622,9 +572,9 @@ class Engine:
             drain=rec.drain_requested(configuration),
             trigger_id=trigger_id,
         )
-        path = self._await_savepoint(job_id, trigger_id)
+        path = self.watch.await_savepoint(job_id, trigger_id)
         self._add_savepoint(record, path, "STOP", job_id)
-        state = self._await_terminal(job_id)
+        state = self.watch.await_terminal(job_id)
         record["status"] = STOPPED
         if state != "FINISHED":
             logger.warning("Job %s ended %s after its stop-with-savepoint", job_id, state)
@@ -640,26 +590,10 @@ class Engine:
             if exc.status not in (404, 409):
                 raise
             logger.info("Job %s was not running any more: %s", job_id, exc.root_cause)
-        state = self._await_terminal(job_id)
+        state = self.watch.await_terminal(job_id)
         record["status"] = _STATUS_OF_TERMINAL.get(state, CANCELLED)
         self._save_step(record, "cancelled")
         return state
-
-    def _await_terminal(self, job_id: str) -> str:
-        def check() -> str | None:
-            details = self.flink.find_job(job_id)
-            if details is None:
-                return "CANCELED"
-            state = str(details.get("state"))
-            return state if state in _TERMINAL_STATES else None
-
-        try:
-            return self._poller.wait(f"job {job_id} to end", check, self.timeouts.terminal)
-        except WaitTimeoutError:
-            raise ActionFailure(
-                f"Job {job_id} did not reach a terminal state within "
-                f"{self.timeouts.terminal:.0f} s"
-            ) from None
 
     # --- savepoints -------------------------------------------------------------------------
 
@@ -687,35 +621,6 @@ class Engine:
         self._save_step(record, f"{kind.lower()} savepoint triggered")
         return trigger_id
 
-    def _savepoint_timeout(self) -> float:
-        if self.timeouts.savepoint is not None:
-            return self.timeouts.savepoint
-        try:
-            text = self.flink.jobmanager_config().get(_CHECKPOINT_TIMEOUT_KEY, "")
-        except FlinkRestError:
-            text = ""
-        seconds = parse_duration(text) or _DEFAULT_CHECKPOINT_TIMEOUT
-        return seconds + self.timeouts.savepoint_margin
-
-    def _await_savepoint(self, job_id: str, trigger_id: str) -> str:
-        """Wait for a savepoint trigger and return its location; raise its failure cause."""
-
-        def check() -> str | None:
-            status = self.flink.savepoint_status(job_id, trigger_id)
-            if (status.get("status") or {}).get("id") != "COMPLETED":
-                return None
-            return _savepoint_location(job_id, status.get("operation") or {})
-
-        timeout = self._savepoint_timeout()
-        try:
-            return self._poller.wait(f"savepoint {trigger_id} of job {job_id}", check, timeout)
-        except WaitTimeoutError:
-            raise ActionFailure(
-                f"Savepoint of job {job_id} did not complete within {timeout:.0f} s "
-                f"(trigger {trigger_id}); the job keeps running unless Flink finishes the stop "
-                "later. Raise execution.checkpointing.timeout or look for backpressure"
-            ) from None
-
     def _add_savepoint(self, record: dict[str, Any], path: str, kind: str, job_id: str) -> None:
         entry = {"path": path, "createdAt": utc_now(), "kind": kind, "flinkJobId": job_id}
         history = [item for item in record.get("savepoints", []) if item.get("path") != path]
@@ -724,32 +629,6 @@ class Engine:
         record["pendingTrigger"] = None
         self._save_step(record, f"{kind.lower()} savepoint completed")
         logger.info("Savepoint of job %s completed: %s", record["jobName"], path)
-
-    def _checkpoints_retained_on_cancel(self, job_id: str) -> bool:
-        externalization = self.flink.checkpoint_config(job_id).get("externalization") or {}
-        return bool(externalization.get("enabled")) and not externalization.get(
-            "delete_on_cancellation", True
-        )
-
-    def _latest_checkpoint(self, job_id: str) -> str | None:
-        """Return the path of the job's latest retained checkpoint or savepoint, if any."""
-        try:
-            latest = self.flink.checkpoints(job_id).get("latest") or {}
-        except FlinkRestError as exc:
-            logger.info("No checkpoint statistics for job %s: %s", job_id, exc.root_cause)
-            return None
-        candidates = [latest.get("completed") or {}, latest.get("savepoint") or {}]
-        usable = [
-            item
-            for item in candidates
-            if str(item.get("external_path") or "").partition(":")[1]
-            and not str(item.get("external_path")).startswith("<")
-            and not item.get("discarded")
-        ]
-        if not usable:
-            return None
-        newest = max(usable, key=lambda item: item.get("latest_ack_timestamp") or 0)
-        return str(newest["external_path"])
 
     # --- recovery ---------------------------------------------------------------------------
 
@@ -796,7 +675,7 @@ class Engine:
             status = self.flink.savepoint_status(pending["flinkJobId"], pending["triggerId"])
             if (status.get("status") or {}).get("id") != "COMPLETED":
                 return None
-            path = _savepoint_location(pending["flinkJobId"], status.get("operation") or {})
+            path = savepoint_location(pending["flinkJobId"], status.get("operation") or {})
         except (FlinkRestError, ActionFailure) as exc:
             logger.warning("Savepoint %s is lost or failed: %s", pending["triggerId"], exc)
             return None
@@ -808,12 +687,12 @@ class Engine:
         job_id = record.get("pendingJobId")
         if not job_id:
             return False
-        details = self._safe_find_job(job_id)
+        details = self.watch.find_job(job_id)
         if details is None:
             logger.info("Flink never received job %s of %s", job_id, record["jobName"])
             return False
         state = str(details.get("state"))
-        if state in _TERMINAL_STATES:
+        if state in TERMINAL_STATES:
             record["jobId"] = job_id
             record["status"] = _STATUS_OF_TERMINAL[state]
             return False
@@ -827,7 +706,7 @@ class Engine:
     def _recover_stop_state(self, record: dict[str, Any]) -> bool:
         """Set STOPPED once the job of an interrupted STOP has ended; return whether it did."""
         try:
-            self._await_terminal(record.get("jobId") or "")
+            self.watch.await_terminal(record.get("jobId") or "")
         except (ActionFailure, FlinkRestError) as exc:
             logger.warning("Job %s of %s: %s", record.get("jobId"), record["jobName"], exc)
             return False
@@ -844,60 +723,6 @@ class Engine:
         if savepoint_path:
             message += f" Savepoint {savepoint_path} completed and is kept."
         return message + " Check the job, then run the action again."
-
-    # --- helpers ----------------------------------------------------------------------------
-
-    def _safe_find_job(self, job_id: str) -> dict[str, Any] | None:
-        if not job_id:
-            return None
-        try:
-            return self.flink.find_job(job_id)
-        except FlinkRestError as exc:
-            logger.warning("Could not read Flink job %s: %s", job_id, exc.root_cause)
-            return None
-
-    def _safe_root_cause(self, job_id: str) -> str:
-        try:
-            return self.flink.job_root_cause(job_id)
-        except FlinkRestError as exc:
-            logger.warning("Could not read the exceptions of job %s: %s", job_id, exc.root_cause)
-            return ""
-
-
-def _savepoint_location(job_id: str, operation: Mapping[str, Any]) -> str:
-    """Return a completed savepoint's location; raise ActionFailure for a failure-cause."""
-    failure = operation.get("failure-cause")
-    if failure:
-        from flink_task.engine.rest import root_cause_of_stack
-
-        stack = str(failure.get("stack-trace") or failure.get("class") or "unknown failure")
-        raise ActionFailure(f"Savepoint of job {job_id} failed: {root_cause_of_stack(stack)}")
-    location = operation.get("location")
-    if not location:
-        raise ActionFailure(f"Savepoint of job {job_id} completed without a location")
-    return str(location)
-
-
-def _all_tasks_running(details: Mapping[str, Any]) -> bool:
-    vertices = details.get("vertices") or []
-    if not vertices:
-        return False
-    for vertex in vertices:
-        tasks = vertex.get("tasks") or {}
-        total = sum(int(count) for count in tasks.values())
-        running = int(tasks.get("RUNNING", 0)) + int(tasks.get("FINISHED", 0))
-        if total == 0 or running < total:
-            return False
-    return True
-
-
-def _task_summary(details: Mapping[str, Any]) -> str:
-    counts: dict[str, int] = {}
-    for vertex in details.get("vertices") or []:
-        for state, count in (vertex.get("tasks") or {}).items():
-            if int(count):
-                counts[state] = counts.get(state, 0) + int(count)
-    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none yet"
 
 
 def _cause_text(exc: BaseException) -> str:

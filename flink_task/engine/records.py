@@ -98,6 +98,10 @@ class ActionConflictError(EngineError):
     code = "Conflict"
 
 
+class ActionFailure(Exception):
+    """An action that cannot complete; the message becomes the record's jobOutput."""
+
+
 def api_properties(record: Mapping[str, Any]) -> dict[str, Any]:
     """Return only the ClusterJob API fields of a record, leaving out those without a value."""
     return {key: record[key] for key in API_FIELDS if record.get(key) is not None}

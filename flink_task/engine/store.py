@@ -20,6 +20,10 @@ JOB_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 RECORD_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
 DELETED_FOLDER = "deleted"
+_LOCK_RETRY_SECONDS = 0.05
+# Longer than any single action: a start, a savepoint of up to Flink's checkpoint timeout and a
+# rollback. Locks of dead processes on this host are taken over at once, whatever their expiry.
+DEFAULT_LOCK_TTL = 6 * 3600.0
 
 
 class StoreError(Exception):
@@ -55,7 +59,7 @@ class JobStore:
         self,
         directory: Path,
         *,
-        lock_ttl: float = 3600.0,
+        lock_ttl: float = DEFAULT_LOCK_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = Path(directory)
@@ -126,14 +130,23 @@ class JobStore:
         return self.directory / f"{name}{LOCK_SUFFIX}"
 
     @contextlib.contextmanager
-    def lock(self, name: str, purpose: str = "") -> Iterator[None]:
+    def lock(self, name: str, purpose: str = "", *, wait: float = 0.0) -> Iterator[None]:
         """Hold the lock of job ``name``; raise JobLockedError when another owner holds it.
 
-        The lock file holds the owner's pid, host and expiry time. A lock whose process is dead
-        (same host) or whose expiry has passed is taken over, with a log line.
+        ``wait`` is how many seconds to keep trying before raising. The lock file contains the
+        owner's pid, host and expiry time. A lock whose process is dead (same host) or whose
+        expiry has passed is taken over, with a log line.
         """
         path = self.lock_path(name)
-        token = self._acquire(path, purpose)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                token = self._acquire(path, purpose)
+                break
+            except JobLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(_LOCK_RETRY_SECONDS)
         try:
             yield
         finally:

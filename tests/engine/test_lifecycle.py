@@ -131,7 +131,7 @@ def test_re_launch_failed_job_from_checkpoint(
         "restart-strategy.type": "none",
     }
     name = "relaunch"
-    args = "--rate 50 --keys 4 --checkpoint-interval 300 --fail-after 150"
+    args = "--rate 50 --keys 4 --checkpoint-interval 300 --fail-after 400"
     created = engine.run(job_request(name, "NEW", args=args, configuration=configuration))
     assert created["actionResult"] == "SUCCESS", created["jobOutput"]
     wait_for_state(rest_url, created["jobId"], "FAILED")

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -168,3 +169,23 @@ def test_live_lock_on_other_host_kept(tmp_path: Path) -> None:
         with JobStore(tmp_path).lock("orders"):
             pass
     assert json.loads((tmp_path / "orders.lock").read_text())["token"] == "x"
+
+
+def test_lock_wait_until_released(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    locked = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with store.lock("orders", "begin"):
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.3, release.set).start()
+
+    with store.lock("orders", "execute", wait=10):
+        assert json.loads((tmp_path / "orders.lock").read_text())["purpose"] == "execute"
+    holder.join(10)

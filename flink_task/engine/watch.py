@@ -1,0 +1,229 @@
+"""Waits on one Flink job with deadlines: tasks running, job ended, savepoint completed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flink_task.engine.records import RUNNING, ActionFailure
+from flink_task.engine.rest import FlinkRestClient, FlinkRestError, root_cause_of_stack
+from flink_task.engine.waits import Poller, Timeouts, WaitTimeoutError, parse_duration
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
+_CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
+_DEFAULT_CHECKPOINT_TIMEOUT = 600.0  # Flink's default execution.checkpointing.timeout
+
+
+class JobEndedError(ActionFailure):
+    """A job reached a terminal state while the engine waited for it to run."""
+
+    def __init__(self, message: str, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class JobWatcher:
+    """Reads the state of Flink jobs and waits on them, each wait with its own deadline."""
+
+    def __init__(
+        self,
+        flink: FlinkRestClient,
+        timeouts: Timeouts,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.flink = flink
+        self.timeouts = timeouts
+        self._poller = Poller(
+            clock=clock,
+            sleep=sleep,
+            poll_interval=timeouts.poll_interval,
+            log_interval=timeouts.log_interval,
+        )
+
+    def find_job(self, job_id: str) -> dict[str, Any] | None:
+        """Return the job's details, or None when it is unknown or Flink cannot be read."""
+        if not job_id:
+            return None
+        try:
+            return self.flink.find_job(job_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not read Flink job %s: %s", job_id, exc.root_cause)
+            return None
+
+    def root_cause(self, job_id: str) -> str:
+        """Return the root cause of the job's newest exception, or an empty string."""
+        try:
+            return self.flink.job_root_cause(job_id)
+        except FlinkRestError as exc:
+            logger.warning("Could not read the exceptions of job %s: %s", job_id, exc.root_cause)
+            return ""
+
+    def await_running(self, job_id: str) -> None:
+        """Wait until every task of the job is RUNNING (state RUNNING alone is not enough).
+
+        Raises JobEndedError with the root cause when the job ends first, and ActionFailure,
+        after cancelling the job, when the tasks do not all run before the start deadline (for
+        example because the cluster lacks free slots).
+        """
+        last: dict[str, Any] = {}
+
+        def check() -> bool | None:
+            details = self.flink.find_job(job_id)
+            if details is None:
+                return None
+            last.clear()
+            last.update(details)
+            state = str(details.get("state"))
+            if state in TERMINAL_STATES:
+                cause = self.root_cause(job_id) or f"the job ended {state}"
+                raise JobEndedError(f"Job {job_id} failed to start: {cause}", state)
+            return True if state == RUNNING and all_tasks_running(details) else None
+
+        try:
+            self._poller.wait(
+                f"all tasks of job {job_id} to run",
+                check,
+                self.timeouts.start,
+                progress=lambda: task_summary(last),
+            )
+        except WaitTimeoutError:
+            raise ActionFailure(self._not_running_message(job_id, last)) from None
+
+    def _not_running_message(self, job_id: str, details: Mapping[str, Any]) -> str:
+        cause = self.root_cause(job_id)
+        slots = ""
+        try:
+            free = self.flink.overview().get("slots-available")
+            slots = f"; the cluster has {free} free task slot(s)"
+        except FlinkRestError as exc:
+            logger.warning("Could not read the cluster overview: %s", exc.root_cause)
+        try:
+            self.flink.cancel(job_id)
+            cancelled = "; the job was cancelled"
+        except FlinkRestError as exc:
+            cancelled = f"; cancelling it failed: {exc.root_cause}"
+        message = (
+            f"Job {job_id} did not get all tasks RUNNING within {self.timeouts.start:.0f} s "
+            f"(state {details.get('state', 'unknown')}, tasks {task_summary(details)}){slots}"
+            f"{cancelled}. Check that the cluster has enough free slots for the parallelism"
+        )
+        if cause:
+            message += f". Last exception: {cause}"
+        return message
+
+    def await_terminal(self, job_id: str) -> str:
+        """Wait until the job is FAILED, CANCELED or FINISHED and return that state."""
+
+        def check() -> str | None:
+            details = self.flink.find_job(job_id)
+            if details is None:
+                return "CANCELED"
+            state = str(details.get("state"))
+            return state if state in TERMINAL_STATES else None
+
+        try:
+            return self._poller.wait(f"job {job_id} to end", check, self.timeouts.terminal)
+        except WaitTimeoutError:
+            raise ActionFailure(
+                f"Job {job_id} did not reach a terminal state within "
+                f"{self.timeouts.terminal:.0f} s"
+            ) from None
+
+    def savepoint_timeout(self) -> float:
+        """Return the savepoint deadline: the configured one, else the cluster's timeout."""
+        if self.timeouts.savepoint is not None:
+            return self.timeouts.savepoint
+        try:
+            text = self.flink.jobmanager_config().get(_CHECKPOINT_TIMEOUT_KEY, "")
+        except FlinkRestError:
+            text = ""
+        seconds = parse_duration(text) or _DEFAULT_CHECKPOINT_TIMEOUT
+        return seconds + self.timeouts.savepoint_margin
+
+    def await_savepoint(self, job_id: str, trigger_id: str) -> str:
+        """Wait for a savepoint trigger and return its location; raise its failure cause."""
+
+        def check() -> str | None:
+            status = self.flink.savepoint_status(job_id, trigger_id)
+            if (status.get("status") or {}).get("id") != "COMPLETED":
+                return None
+            return savepoint_location(job_id, status.get("operation") or {})
+
+        timeout = self.savepoint_timeout()
+        try:
+            return self._poller.wait(f"savepoint {trigger_id} of job {job_id}", check, timeout)
+        except WaitTimeoutError:
+            raise ActionFailure(
+                f"Savepoint of job {job_id} did not complete within {timeout:.0f} s "
+                f"(trigger {trigger_id}). The job keeps running unless Flink completes the "
+                "stop later. Raise execution.checkpointing.timeout or look for backpressure"
+            ) from None
+
+    def checkpoints_retained_on_cancel(self, job_id: str) -> bool:
+        """Return whether the job's checkpoints are externalized and kept after a cancel."""
+        externalization = self.flink.checkpoint_config(job_id).get("externalization") or {}
+        enabled = bool(externalization.get("enabled"))
+        return enabled and not externalization.get("delete_on_cancellation", True)
+
+    def latest_checkpoint(self, job_id: str) -> str | None:
+        """Return the path of the job's latest retained checkpoint or savepoint, if any."""
+        try:
+            latest = self.flink.checkpoints(job_id).get("latest") or {}
+        except FlinkRestError as exc:
+            logger.info("No checkpoint statistics for job %s: %s", job_id, exc.root_cause)
+            return None
+        candidates = [latest.get("completed") or {}, latest.get("savepoint") or {}]
+        usable = [item for item in candidates if _is_restorable(item)]
+        if not usable:
+            return None
+        newest = max(usable, key=lambda item: item.get("latest_ack_timestamp") or 0)
+        return str(newest["external_path"])
+
+
+def _is_restorable(checkpoint: Mapping[str, Any]) -> bool:
+    # Flink reports "<checkpoint-not-externally-addressable>" for checkpoints kept only in the
+    # JobManager's memory, and "discarded" for those deleted since.
+    path = str(checkpoint.get("external_path") or "")
+    return ":" in path and not path.startswith("<") and not checkpoint.get("discarded")
+
+
+def savepoint_location(job_id: str, operation: Mapping[str, Any]) -> str:
+    """Return a completed savepoint's location; raise ActionFailure for a failure-cause."""
+    failure = operation.get("failure-cause")
+    if failure:
+        stack = str(failure.get("stack-trace") or failure.get("class") or "unknown failure")
+        raise ActionFailure(f"Savepoint of job {job_id} failed: {root_cause_of_stack(stack)}")
+    location = operation.get("location")
+    if not location:
+        raise ActionFailure(f"Savepoint of job {job_id} completed without a location")
+    return str(location)
+
+
+def all_tasks_running(details: Mapping[str, Any]) -> bool:
+    """Return whether every task of every vertex is RUNNING (or FINISHED, for bounded parts)."""
+    vertices = details.get("vertices") or []
+    if not vertices:
+        return False
+    for vertex in vertices:
+        tasks = vertex.get("tasks") or {}
+        total = sum(int(count) for count in tasks.values())
+        running = int(tasks.get("RUNNING", 0)) + int(tasks.get("FINISHED", 0))
+        if total == 0 or running < total:
+            return False
+    return True
+
+
+def task_summary(details: Mapping[str, Any]) -> str:
+    """Return the job's task counts per state, such as ``CREATED 2, RUNNING 2``."""
+    counts: dict[str, int] = {}
+    for vertex in details.get("vertices") or []:
+        for state, count in (vertex.get("tasks") or {}).items():
+            if int(count):
+                counts[state] = counts.get(state, 0) + int(count)
+    return ", ".join(f"{state} {count}" for state, count in sorted(counts.items())) or "none yet"
