@@ -46,7 +46,7 @@ _REQUIRED_STATUS: dict[str, frozenset[str]] = {
     "CANCEL": frozenset({RUNNING}),
 }
 
-# How a terminal Flink job state maps to a record status.
+# Record status for each terminal Flink job state.
 _STATUS_OF_TERMINAL = {"FAILED": FAILED, "CANCELED": CANCELLED, "FINISHED": STOPPED}
 _EXECUTE_LOCK_WAIT = 10.0
 _SAVEPOINT_DIRECTORY_KEYS = ("execution.checkpointing.savepoint-dir", "state.savepoints.dir")
@@ -60,10 +60,10 @@ def new_flink_id() -> str:
 class Engine:
     """Runs job actions against one Flink cluster and keeps their records in a JobStore.
 
-    ``begin`` checks a request and marks the record IN_PROGRESS, ``execute`` carries the
-    action out and never raises for an action that fails (the record ends FAILED with the root
-    cause in jobOutput), and ``recover`` settles records that a stopped process left
-    IN_PROGRESS. Public methods return records as ClusterJob API properties.
+    ``begin`` checks a request and marks the record IN_PROGRESS. ``execute`` carries the
+    action out and never raises for an action that fails: the record ends FAILED with the root
+    cause in jobOutput. ``recover`` settles records that a stopped process left IN_PROGRESS.
+    Public methods return records as ClusterJob API properties.
     """
 
     def __init__(
@@ -160,10 +160,10 @@ class Engine:
     def recover(self) -> list[str]:
         """Settle every record left IN_PROGRESS by a process that stopped; return their names.
 
-        Each record is reconciled with what Flink reports: a job submitted under the recorded
-        id and running finishes the action, a completed savepoint is added to the history, and
-        anything else ends FAILED with a jobOutput that says where the action stopped. Records
-        whose lock a live process holds are skipped.
+        Each record is reconciled with what Flink reports. A running job submitted under the
+        recorded id finishes the action, and a completed savepoint is added to the history.
+        Anything else ends FAILED with a jobOutput naming the step where the action stopped.
+        Records locked by a live process are skipped.
         """
         recovered = []
         for name in self.store.names():
@@ -175,7 +175,9 @@ class Engine:
                     self._recover_record(record)
                     recovered.append(name)
             except JobLockedError:
-                logger.info("Skipped recovery of job %s: a running action holds its lock", name)
+                logger.info(
+                    "Skipped recovery of job %s: its lock is held by a running action", name
+                )
             except StoreError as exc:
                 logger.error("Skipped recovery of job %s: %s", name, exc)
         return recovered
@@ -256,7 +258,9 @@ class Engine:
             logger.warning("Could not read the state of Flink job %s: %s", job_id, exc.root_cause)
             return
         if details is None:
-            logger.warning("Flink no longer knows job %s of %s", job_id, record["jobName"])
+            logger.warning(
+                "Flink job %s of %s not found; marking it FAILED", job_id, record["jobName"]
+            )
             record["status"] = FAILED
             return
         state = str(details.get("state"))
@@ -677,7 +681,7 @@ class Engine:
                 return None
             path = savepoint_location(pending["flinkJobId"], status.get("operation") or {})
         except (FlinkRestError, ActionFailure) as exc:
-            logger.warning("Savepoint %s is lost or failed: %s", pending["triggerId"], exc)
+            logger.warning("Savepoint trigger %s failed or expired: %s", pending["triggerId"], exc)
             return None
         self._add_savepoint(record, path, pending.get("kind", "SAVEPOINT"), pending["flinkJobId"])
         return path

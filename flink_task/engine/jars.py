@@ -15,7 +15,7 @@ class JarResolver:
     """Finds job jars in local folders, ``file://`` URLs and mapped remote URL prefixes.
 
     ``mappings`` maps a URL prefix (for example
-    ``abfs://container@account.dfs.core.windows.net/``) to a local folder that holds the same
+    ``abfs://container@account.dfs.core.windows.net/``) to a local folder that contains the same
     files, so the rest of the URL is a path below that folder. The longest matching prefix wins.
     """
 
@@ -42,7 +42,9 @@ class JarResolver:
     def _local_folder(self, jar_directory: str) -> Path:
         directory = (jar_directory or "").strip()
         if not directory:
-            raise JarError("jobJarDirectory is empty; give the folder or URL that holds the jar")
+            raise JarError(
+                "jobJarDirectory is missing; give the folder or URL that contains the jar"
+            )
         parts = urlsplit(directory)
         if not parts.scheme or len(parts.scheme) == 1:  # a plain path, or a Windows drive
             return Path(directory)

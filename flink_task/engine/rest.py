@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 MIN_SUPPORTED_VERSION = (1, 20)
 MAX_SUPPORTED_MAJOR = 2
 
-# Submission errors that mean Flink already knows the job id: the job was submitted before.
+# Submission errors that mean Flink already has a job with the requested id, so the job was
+# submitted before.
 # Flink 2.3 reports DuplicateApplicationSubmissionException, earlier versions
 # DuplicateJobSubmissionException.
 _DUPLICATE_MARKERS = ("DuplicateJobSubmissionException", "DuplicateApplicationSubmissionException")
@@ -47,7 +48,7 @@ class FlinkRestError(Exception):
 
     @property
     def is_duplicate_submission(self) -> bool:
-        """Whether Flink rejected a run because it already knows the requested job id."""
+        """Whether Flink rejected a run because a job with the requested id already exists."""
         return any(marker in text for text in self.errors for marker in _DUPLICATE_MARKERS)
 
 
@@ -157,7 +158,7 @@ class FlinkRestClient:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Send one request, retrying as told, and return the decoded JSON body (or None).
+        """Send one request with the given retry policy and return the decoded JSON body or None.
 
         ``retry_statuses`` None means every 5xx status is retried.
         """
@@ -270,9 +271,10 @@ class FlinkRestClient:
     ) -> str:
         """Run an uploaded jar and return the Flink job id.
 
-        The restore always uses claimMode NO_CLAIM, so Flink never takes ownership of (and never
-        deletes) the savepoint. With a ``job_id``, a retry whose answer is a duplicate-submission
-        error means an earlier attempt reached Flink, so the job id is returned.
+        The restore always uses claimMode NO_CLAIM, so Flink never takes ownership of the
+        savepoint and never deletes it. With a ``job_id``, a retry that gets a
+        duplicate-submission error means an earlier attempt reached Flink, so the job id is
+        returned.
         """
         self.flink_version()
         body: dict[str, Any] = {

@@ -186,8 +186,8 @@ class JobStore:
         reason = self._stale_reason(path, holder)
         if not reason:
             return
-        # Rename first, so that of two processes taking over the same stale lock only one
-        # removes it; the other finds the name free or held by the winner.
+        # Rename first, so only one of two processes taking over the same stale lock removes
+        # it. The other one then finds the name free or taken by the winner.
         stale = path.with_name(f"{path.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
         try:
             os.replace(path, stale)

@@ -69,5 +69,5 @@ def test_mapped_path_cannot_escape(jar: Path) -> None:
 
 
 def test_empty_directory() -> None:
-    with pytest.raises(JarError, match="jobJarDirectory is empty"):
+    with pytest.raises(JarError, match="jobJarDirectory is missing"):
         JarResolver().resolve("", "job.jar")

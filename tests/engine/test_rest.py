@@ -39,7 +39,7 @@ STACK = (
 
 
 class ScriptedFlink:
-    """A loopback HTTP server that answers each path from a list of (status, body) replies."""
+    """A loopback HTTP server that replies to each path from a list of (status, body) pairs."""
 
     def __init__(self) -> None:
         self.replies: dict[tuple[str, str], list[tuple[int, Any]]] = {}
@@ -186,7 +186,7 @@ def test_unreachable_flink(tmp_path: Path) -> None:
 
 
 class DroppingProxy:
-    """A loopback proxy to Flink that forwards the first jar run, then drops its response.
+    """A loopback proxy to Flink that forwards the first jar run, then drops the response.
 
     The client sees a lost connection although Flink did start the job, which is the case a
     retried submission must not turn into a second job.
