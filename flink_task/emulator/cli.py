@@ -28,7 +28,7 @@ from flink_task.emulator.emulator import (
     LOOPBACK_HOST,
     Emulator,
 )
-from flink_task.errors import EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNEXPECTED
+from flink_task.errors import EXIT_CANCELLED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNEXPECTED
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,13 @@ def _create(args: argparse.Namespace) -> Emulator:
 
 def _install_signal_handlers(stop_requested: threading.Event) -> None:
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop_requested.set()
+        if not stop_requested.is_set():
+            stop_requested.set()
+            return
+        # A second signal while running actions are awaited: exit now. The engine's recovery
+        # on the next start settles those actions, and LocalFlink's watchdog stops its Flink.
+        logger.warning("second signal %s: exiting without waiting for running actions", signum)
+        os._exit(EXIT_CANCELLED)
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)

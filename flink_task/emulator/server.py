@@ -95,6 +95,8 @@ class TlsHttpServer(ThreadingHTTPServer):
         # Open connections, each mapped to whether a request on it is being processed.
         self._connections: dict[Any, bool] = {}
         self._connections_changed = threading.Condition()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[Any, Any]:

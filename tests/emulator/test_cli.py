@@ -7,14 +7,17 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from flink_task.engine import JobStore
 from tests.emulator.conftest import (
     ArmClient,
     EmulatorProcess,
     ProcessConnection,
+    stopped_record,
     unused_loopback_port,
 )
 
@@ -212,3 +215,32 @@ def test_invalid_config_is_usage_error(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "clusters[0]" in result.stderr
+
+
+def test_second_signal_exits_at_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    # A START whose jar is missing fails at once, but then spends about 3.5 s retrying the
+    # closed Flink port to learn the job's state: long enough to signal twice meanwhile.
+    jobs = state / "clusters" / "local-pool" / "local-cluster" / "jobs"
+    JobStore(jobs).save(
+        {"jobType": "FlinkJob", "actionResult": "SUCCESS", **stopped_record("slow")}
+    )
+    emulator = EmulatorProcess(state, "--flink-url", offline_flink_url())
+    emulator.start()
+    try:
+        accepted = emulator.arm_client().run_job(
+            {"jobName": "slow", "action": "START", "jarName": "missing.jar"}
+        )
+        assert accepted.status_code == 202, accepted.text
+        assert emulator.process is not None
+        emulator.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        started = time.monotonic()
+        exit_code = emulator.stop(signal.SIGTERM, timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        emulator.kill()
+
+    assert exit_code == 130
+    assert elapsed < 2.5
+    assert "second signal" in emulator.log()
