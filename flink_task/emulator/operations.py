@@ -1,6 +1,6 @@
 """Long-running `runJob` operations: what each `location` URL refers to, kept on disk.
 
-An operation file is written before `runJob` answers 202 and again when the action ends,
+An operation file is written before `runJob` returns 202 and again when the action ends,
 with the final job record. A GET on the operation URL therefore still returns the result
 after a restart. An action that was interrupted is finished from the job record, which the
 engine's recovery has already moved out of IN_PROGRESS.

@@ -107,7 +107,7 @@ class ArmClient:
         )
 
     def wait_for_operation(self, accepted: requests.Response) -> requests.Response:
-        """Poll the `location` of a 202 answer until it stops answering 202."""
+        """Poll the `location` of a 202 response until the status is no longer 202."""
         assert accepted.status_code == 202, accepted.text
         location = accepted.headers["location"]
         deadline = time.monotonic() + LRO_DEADLINE

@@ -279,7 +279,7 @@ def test_action_while_in_progress_409(offline_emulator: Emulator, arm: ArmClient
     assert "in progress" in error["message"]
 
 
-def test_run_job_answers_202_location(offline_emulator: Emulator, arm: ArmClient) -> None:
+def test_run_job_returns_202_location(offline_emulator: Emulator, arm: ArmClient) -> None:
     seed_record(offline_emulator, stopped_record("lro"))
 
     accepted = arm.run_job({"jobName": "lro", "action": "LIST_SAVEPOINT"})

@@ -231,13 +231,13 @@ def test_run_cluster_job_example(
     final = example_arm.wait_for_operation(accepted)
     assert final.status_code == 200, final.text
     expected = example["responses"]["200"]["body"]["properties"]
-    answered = final.json()["properties"]
+    returned = final.json()["properties"]
     for key, value in expected.items():
         if key != "runId":
-            assert answered[key] == value, key
+            assert returned[key] == value, key
     has_run_id = parameters["api-version"] != "2023-06-01-preview"
-    assert ("runId" in answered) == has_run_id
-    assert answered["actionResult"] in ("SUCCESS", "FAILED")
+    assert ("runId" in returned) == has_run_id
+    assert returned["actionResult"] in ("SUCCESS", "FAILED")
 
 
 @requires_examples
