@@ -32,6 +32,16 @@ from flink_task.errors import EXIT_CANCELLED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_
 
 logger = logging.getLogger(__name__)
 
+CONFIG_EXAMPLE = """\
+--config FILE lists the clusters (paths relative to the file; only clusterPool and cluster
+are required, and flinkUrl may be left out with --start-flink):
+  {"subscriptionId": "...", "resourceGroup": "streaming",
+   "clusters": [{"clusterPool": "east", "cluster": "orders",
+                 "flinkUrl": "http://127.0.0.1:8081",
+                 "storageDirectory": "storage/orders",
+                 "savepointDirectory": "file:///srv/savepoints/orders",
+                 "storageMappings": {"abfs://jars@account.dfs.core.windows.net/": "jars"}}]}
+"""
 CLIENT_SECRET_VARIABLE = "FLINK_TASK_EMULATOR_CLIENT_SECRET"  # noqa: S105 (a variable name)
 
 
@@ -48,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             "token endpoint over HTTPS, backed by real Flink clusters. Prints one JSON line "
             "with the connection details, then runs until SIGINT or SIGTERM."
         ),
+        epilog=CONFIG_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_server_options(parser.add_argument_group("server"))
     _add_cluster_options(parser.add_argument_group("clusters"))

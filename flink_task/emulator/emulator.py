@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from flink_task.emulator.authority import (
     DEFAULT_TOKEN_LIFETIME,
@@ -196,6 +197,13 @@ class Emulator:
             )
 
     def _check_flink_urls(self) -> None:
+        for config in self.clusters:
+            url = urlsplit(config.flink_url or "http://placeholder")
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ConfigError(
+                    f"invalid Flink REST URL {config.flink_url!r} for cluster "
+                    f"{config.cluster_pool}/{config.cluster}. Use http://HOST:PORT"
+                )
         local = [c for c in self.clusters if c.flink_url is None]
         if local and not self.start_flink:
             names = ", ".join(f"{c.cluster_pool}/{c.cluster}" for c in local)

@@ -244,3 +244,11 @@ def test_second_signal_exits_at_once(tmp_path: Path) -> None:
     assert exit_code == 130
     assert elapsed < 2.5
     assert "second signal" in emulator.log()
+
+
+def test_invalid_flink_url_is_usage_error(tmp_path: Path) -> None:
+    result = run_cli("--state-dir", str(tmp_path / "state"), "--flink-url", "127.0.0.1:8081")
+
+    assert result.returncode == 2
+    assert "invalid Flink REST URL" in result.stderr
+    assert not (tmp_path / "state").exists()
