@@ -2,10 +2,11 @@
 """Regenerate the inputs, outputs and version of action.yml and the Azure DevOps task.
 
 Everything here is derived from ``flink_task.inputs.INPUTS``, the ``OUTPUTS`` table below
-and the ``[project] version`` of pyproject.toml. In ``action.yml`` only the text between
-``# BEGIN GENERATED <part>`` and ``# END GENERATED <part>`` lines is replaced. In the
-JSON manifests only the keys ``groups``, ``inputs``, ``outputVariables`` and ``version``
-are replaced, so every hand-written key keeps its value and position.
+and the ``[project] version`` of pyproject.toml. In ``action.yml`` and the task's
+``index.js`` only the text between ``BEGIN GENERATED <part>`` and ``END GENERATED <part>``
+comment lines is replaced. In the JSON manifests only the keys ``groups``, ``inputs``,
+``outputVariables`` and ``version`` are replaced, so every hand-written key keeps its
+value and position.
 
 Usage:
     python scripts/generate_surfaces.py           rewrite the files that are out of date
@@ -31,6 +32,7 @@ from flink_task.inputs import INPUTS, Input  # noqa: E402
 ACTION_YML = ROOT / "action.yml"
 TASK_JSON = ROOT / "azure-devops" / "FlinkTask" / "task.json"
 EXTENSION_JSON = ROOT / "azure-devops" / "vss-extension.json"
+WRAPPER_JS = ROOT / "azure-devops" / "FlinkTask" / "index.js"
 PYPROJECT = ROOT / "pyproject.toml"
 
 # The step of action.yml that runs the task and writes the outputs.
@@ -205,19 +207,22 @@ ACTION_PARTS = {
 }
 
 
-def replace_marked_block(text: str, part: str, body: Iterable[str]) -> str:
-    """Replace the lines between the BEGIN and END markers of ``part``, indented like them."""
+def replace_marked_block(text: str, part: str, body: Iterable[str], file_name: str) -> str:
+    """Replace the lines between the BEGIN and END markers of ``part``, indented like them.
+
+    A marker is a ``#`` (YAML) or ``//`` (JavaScript) comment line.
+    """
     pattern = re.compile(
-        rf"^(?P<indent>[ \t]*)# BEGIN GENERATED {part}\b.*?\n"
+        rf"^(?P<indent>[ \t]*)(?P<comment>#|//) BEGIN GENERATED {part}\b.*?\n"
         rf"(?P<body>.*?)"
-        rf"^(?P=indent)# END GENERATED {part}\b",
+        rf"^(?P=indent)(?P=comment) END GENERATED {part}\b",
         re.MULTILINE | re.DOTALL,
     )
     matches = list(pattern.finditer(text))
     if len(matches) != 1:
         raise SystemExit(
-            f"{ACTION_YML.name}: expected one '# BEGIN GENERATED {part}' ... "
-            f"'# END GENERATED {part}' block, found {len(matches)}"
+            f"{file_name}: expected one 'BEGIN GENERATED {part}' ... "
+            f"'END GENERATED {part}' block, found {len(matches)}"
         )
     match = matches[0]
     indent = match.group("indent")
@@ -227,8 +232,18 @@ def replace_marked_block(text: str, part: str, body: Iterable[str]) -> str:
 
 def render_action_yml(text: str) -> str:
     for part, render in ACTION_PARTS.items():
-        text = replace_marked_block(text, part, render())
+        text = replace_marked_block(text, part, render(), ACTION_YML.name)
     return text
+
+
+# ------------------------------------------------------------------- task wrapper (JS)
+
+
+def render_wrapper_js(text: str) -> str:
+    """Write the names of the secret inputs into the wrapper, which masks their values."""
+    names = [spec.name for spec in INPUTS if spec.secret]
+    body = ["const SECRET_INPUTS = [", *[f"  '{name}'," for name in names], "];"]
+    return replace_marked_block(text, "secret-inputs", body, WRAPPER_JS.name)
 
 
 # -------------------------------------------------------------------------- task.json
@@ -335,6 +350,7 @@ def rendered_files() -> dict[Path, str]:
         ACTION_YML: render_action_yml(ACTION_YML.read_text(encoding="utf-8")),
         TASK_JSON: render_task_json(TASK_JSON.read_text(encoding="utf-8"), version),
         EXTENSION_JSON: render_extension_json(EXTENSION_JSON.read_text(encoding="utf-8"), version),
+        WRAPPER_JS: render_wrapper_js(WRAPPER_JS.read_text(encoding="utf-8")),
     }
 
 

@@ -4,10 +4,33 @@
 // `python -m flink_task run` with the task's inputs and service connection in its
 // environment. The Python process writes the output variables and the result itself.
 
-// Names (never values) of the variables the agent started this process with. Loading
+// Inputs whose values are secrets, from flink_task/inputs.py (scripts/generate_surfaces.py).
+// BEGIN GENERATED secret-inputs
+const SECRET_INPUTS = [
+  'clientSecret',
+  'clientCertificate',
+  'clientCertificatePassword',
+];
+// END GENERATED secret-inputs
+
+// Authorization parameters of a service connection that are identifiers, not secrets.
+// Every other parameter (service principal key, certificate, tokens) is masked.
+const PUBLIC_AUTH_PARAMETERS = new Set([
+  'AUTHENTICATIONTYPE',
+  'SCOPE',
+  'SERVICEPRINCIPALID',
+  'TENANTID',
+  'WORKLOADIDENTITYFEDERATIONISSUER',
+  'WORKLOADIDENTITYFEDERATIONSUBJECT',
+]);
+
+// Names of the variables the agent started this process with. Loading
 // azure-pipelines-task-lib moves INPUT_*, ENDPOINT_AUTH_*, SECRET_* and similar variables
 // into its vault and deletes them from process.env, so the names must be read first.
 const startupVariableNames = Object.keys(process.env);
+// task-lib's getters write each value they return to a debug line, so secret values are
+// taken here, before task-lib loads, only to register them as secrets before any getter runs.
+const startupSecrets = collectStartupSecrets(process.env);
 
 const tl = require('azure-pipelines-task-lib/task');
 const childProcess = require('child_process');
@@ -27,6 +50,40 @@ const EXIT_MEANINGS = {
   3: 'unexpected error',
   130: 'cancelled',
 };
+
+// Returns the values of the secret inputs and of the non-public endpoint authorization
+// parameters, including the job access token.
+function collectStartupSecrets(environment) {
+  const secrets = [];
+  for (const name of SECRET_INPUTS) {
+    secrets.push(environment['INPUT_' + name.toUpperCase()]);
+  }
+  const prefix = 'ENDPOINT_AUTH_PARAMETER_';
+  for (const [name, value] of Object.entries(environment)) {
+    if (!name.toUpperCase().startsWith(prefix)) {
+      continue;
+    }
+    // The rest is <connection id>_<KEY>; connection ids contain no underscore.
+    const rest = name.substring(prefix.length);
+    const key = rest.substring(rest.indexOf('_') + 1).toUpperCase();
+    if (!PUBLIC_AUTH_PARAMETERS.has(key)) {
+      secrets.push(value);
+    }
+  }
+  return secrets.filter((value) => typeof value === 'string' && value.trim() !== '');
+}
+
+// Registers each secret with the agent's masker. task-lib rejects multi-line secrets, so a
+// certificate is registered line by line.
+function registerSecrets(secrets) {
+  for (const secret of secrets) {
+    for (const line of secret.split(/\r?\n/)) {
+      if (line.trim() !== '') {
+        tl.setSecret(line.trim());
+      }
+    }
+  }
+}
 
 function readTaskManifest() {
   return JSON.parse(fs.readFileSync(path.join(TASK_DIR, 'task.json'), 'utf8'));
@@ -173,6 +230,7 @@ function exitCodeOf(code, signal) {
 }
 
 function run() {
+  registerSecrets(startupSecrets);
   let python;
   let environment;
   try {
@@ -195,8 +253,8 @@ function run() {
     env: environment,
     stdio: 'inherit',
   });
-  // The agent signals this process on cancellation; the task reports its last known state
-  // and exits 130, so the signal is passed on instead of ending this wrapper first.
+  // The agent signals this process on cancellation. Python needs the signal to report the
+  // job's last known state and exit 130, so the wrapper passes it on and waits.
   for (const signal of ['SIGINT', 'SIGTERM']) {
     process.on(signal, () => {
       if (child.exitCode === null && child.signalCode === null) {

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.surfaces.pipelines import assert_masked_before_shown
+
 CONNECTION_ID = "5d2c1f7e-83b4-4c5a-9e1d-0a6b2f3c4d5e"
 RECORDER = """\
 import json, os, signal, sys, time
@@ -112,6 +114,10 @@ def test_inputs_and_connection_reach_python(
     )
     completed = run_wrapper(staged_task, env)
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    for secret in ("connection-secret", "input-secret", "job-access-token"):
+        assert_masked_before_shown(completed.stdout, secret, "##vso[task.setsecret]")
+        assert f"##vso[task.setsecret]{secret}" in completed.stdout
+    assert "##vso[task.setsecret]tenant-id" not in completed.stdout
     record = json.loads((tmp_path / "record.json").read_text())
 
     assert record.pop("argv") == ["-I", "-m", "flink_task", "run"]
@@ -132,6 +138,17 @@ def test_inputs_and_connection_reach_python(
         }
     )
     assert record == expected
+
+
+def test_certificate_masked_per_line(staged_task: Path, tmp_path: Path, recorder: Path) -> None:
+    env = agent_environment(tmp_path, recorder)
+    env.update({"INPUT_ACTION": "STOP", "INPUT_CLIENTCERTIFICATE": "line-one\nline-two\n"})
+    completed = run_wrapper(staged_task, env)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "##vso[task.setsecret]line-one\n" in completed.stdout
+    assert "##vso[task.setsecret]line-two\n" in completed.stdout
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["INPUT_CLIENTCERTIFICATE"] == "line-one\nline-two\n"
 
 
 def test_without_connection(staged_task: Path, tmp_path: Path, recorder: Path) -> None:
