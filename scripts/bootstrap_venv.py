@@ -121,6 +121,17 @@ def build_environment(build_dir: Path, source: Path) -> None:
     (build_dir / COMPLETE_MARKER).write_text("", encoding="utf-8")
 
 
+def environment_key(source: Path) -> str:
+    """Return the cache folder name: platform, machine, Python version and source hash."""
+    return "{}-{}-py{}{}-{}".format(
+        sys.platform,
+        platform.machine().lower() or "unknown",
+        sys.version_info.major,
+        sys.version_info.minor,
+        hash_source(source)[:16],
+    )
+
+
 def ensure_environment(source: Path, cache_root: Path) -> Path:
     """Return the interpreter of a complete environment for ``source``, building it if needed.
 
@@ -129,13 +140,7 @@ def ensure_environment(source: Path, cache_root: Path) -> Path:
     half-installed environment.
     """
     version = read_version(source)
-    key = "{}-{}-py{}{}-{}".format(
-        sys.platform,
-        platform.machine().lower() or "unknown",
-        sys.version_info.major,
-        sys.version_info.minor,
-        hash_source(source)[:16],
-    )
+    key = environment_key(source)
     version_dir = cache_root / "flink-task" / version
     target = version_dir / key
     if (target / COMPLETE_MARKER).is_file():
