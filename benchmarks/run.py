@@ -35,6 +35,7 @@ if str(REPO) not in sys.path:
 from benchmarks import report, suites  # noqa: E402
 from benchmarks.stack import Stack  # noqa: E402
 from benchmarks.taskproc import BenchmarkError  # noqa: E402
+from flink_task.errors import FlinkTaskError  # noqa: E402
 
 logger = logging.getLogger("benchmarks")
 
@@ -101,6 +102,7 @@ def run_selected(selected: list[str], repeat: int | None, workdir: Path) -> dict
     started = time.monotonic()
     results: dict[str, Any] = {}
     stack: Stack | None = None
+    stop_error: str | None = None
     recorder = suites.EventRecorder()
     recorder.attach()
     try:
@@ -115,15 +117,35 @@ def run_selected(selected: list[str], repeat: int | None, workdir: Path) -> dict
     finally:
         recorder.detach()
         if stack is not None:
-            logger.info("stopping the emulator and Flink")
-            stack.stop()
+            stop_error = stop_stack(stack)
     return {
         "machine": machine,
         "loadAverageAfter": [round(value, 2) for value in os.getloadavg()],
         "durationSeconds": time.monotonic() - started,
         "runs": {name: repeat or DEFAULT_RUNS[name] for name in selected},
         "results": results,
+        "stopError": stop_error,
     }
+
+
+def stop_stack(stack: Stack) -> str | None:
+    """Stop the emulator and Flink; return the error message if stopping failed.
+
+    A failed stop is logged instead of raised, so the results measured before are still
+    printed, and an exception that is already propagating is not replaced.
+    """
+    logger.info("stopping the emulator and Flink")
+    try:
+        stack.stop()
+    except FlinkTaskError as error:
+        logger.error(
+            "stopping the local Flink cluster failed: %s. Look for processes whose command "
+            "line contains %s",
+            error,
+            stack.workdir,
+        )
+        return str(error)
+    return None
 
 
 def _run_one(
@@ -153,19 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logger.error("interrupted; every process was stopped. Logs: %s", workdir)
         return EXIT_INTERRUPTED
-    except BenchmarkError as error:
+    except (BenchmarkError, FlinkTaskError) as error:
         logger.error("benchmark failed: %s. Logs: %s", error, workdir)
         return EXIT_FAILED
     print(report.render(result))
+    exit_code = EXIT_FAILED if result["stopError"] else 0
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         logger.info("results written to %s", args.json)
-    if args.keep_workdir:
+    if args.keep_workdir or exit_code != 0:
         logger.info("kept %s", workdir)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return exit_code
 
 
 if __name__ == "__main__":
