@@ -162,8 +162,10 @@ function buildChildEnvironment(manifest) {
 
 // Returns [command, args] of the first Python 3.10 or later found on PATH, or null.
 function findBasePython() {
+  // On Windows, python comes first because UsePythonVersion@0 puts the selected version on
+  // PATH as python, while the py launcher picks the newest installed version.
   const candidates = process.platform === 'win32'
-    ? [['py', ['-3']], ['python', []], ['python3', []]]
+    ? [['python', []], ['py', ['-3']], ['python3', []]]
     : [['python3', []], ['python', []]];
   for (const [command, args] of candidates) {
     const probe = childProcess.spawnSync(command, [...args, '-c', MIN_PYTHON_CHECK], {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from flink_task.emulator.clusters import ClusterConfig
 from flink_task.emulator.emulator import Emulator
@@ -275,6 +276,65 @@ def test_action_sigint_during_wait(
     assert run.outputs["action-result"] == "IN_PROGRESS"
     assert "last known state" in run.stdout
     print(f"action ended {interrupt.elapsed:.2f} s after SIGINT")
+
+
+FAKE_AZ = """#!/bin/sh
+# Stands in for the Azure CLI that azure/login left signed in: it returns the token that
+# the test stored in the CLI's configuration folder.
+echo "$*" >> "$AZURE_CONFIG_DIR/calls.log"
+exec cat "$AZURE_CONFIG_DIR/token.json"
+"""
+
+
+def test_action_after_azure_login(
+    github_action: CompositeAction, emulator: Emulator, client_secret: str, tmp_path: Path
+) -> None:
+    """auth-type azure-cli uses the Azure CLI login of an earlier step in the same job."""
+    response = requests.post(
+        f"{emulator.base_url}/{emulator.tenant_id}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": emulator.client_id,
+            "client_secret": client_secret,
+            "scope": f"{emulator.base_url}/.default",
+        },
+        verify=str(emulator.ca_file),
+        timeout=30,
+    )
+    response.raise_for_status()
+    config_dir = tmp_path / "azure"
+    config_dir.mkdir()
+    token = {
+        "accessToken": response.json()["access_token"],
+        "expires_on": int(time.time()) + 3000,
+        "tokenType": "Bearer",
+        "tenant": emulator.tenant_id,
+    }
+    (config_dir / "token.json").write_text(json.dumps(token))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "az").write_text(FAKE_AZ)
+    (bin_dir / "az").chmod(0o755)
+
+    saved = dict(github_action.job_env)
+    github_action.job_env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{saved['PATH']}",
+            "AZURE_CONFIG_DIR": str(config_dir),
+            "REQUESTS_CA_BUNDLE": str(emulator.ca_file),
+        }
+    )
+    try:
+        inputs = github_inputs(emulator, client_secret, "LIST", "")
+        for name in ("client-secret", "client-id", "authority-host"):
+            del inputs[name]
+        inputs["auth-type"] = "azure-cli"
+        run = github_action.run(inputs)
+    finally:
+        github_action.job_env.clear()
+        github_action.job_env.update(saved)
+    assert run.returncode == 0, run.stdout
+    assert "get-access-token" in (config_dir / "calls.log").read_text()
 
 
 # ---------------------------------------------------------------------- Azure DevOps
