@@ -137,6 +137,9 @@ class FlinkRestClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # NOTE: one Session serves every thread of a caller such as the emulator. requests does
+        # not promise that Session is thread-safe, although plain requests without shared
+        # cookies or auth changes work in practice.
         self.session = session or requests.Session()
         self.timeout = timeout
         self.upload_timeout = upload_timeout

@@ -67,6 +67,19 @@ def test_stop_without_savepoint_directory(
     assert job_state(rest_url, created["jobId"]) == "RUNNING"
 
 
+def test_stop_uses_engine_default_directory(
+    make_engine: Callable[..., Engine], job_request: Request, tmp_path: Path
+) -> None:
+    default = tmp_path / "default-savepoints"
+    engine = make_engine(default_savepoint_dir=default.as_uri())
+    start_job(engine, job_request, "default-dir", configuration={"savepoint.directory": None})
+
+    stopped = engine.run({"jobName": "default-dir", "action": "STOP"})
+
+    assert stopped["actionResult"] == "SUCCESS", stopped["jobOutput"]
+    assert stopped["lastSavePoint"].startswith(f"file:{default}/savepoint-")
+
+
 def test_start_unknown_savepoint_name(engine: Engine, job_request: Request) -> None:
     start_job(engine, job_request, "unknown-name")
     stopped = engine.run({"jobName": "unknown-name", "action": "STOP"})
