@@ -1,9 +1,9 @@
 """The lifecycle as plain Flink REST calls with ``FlinkRestClient``: the floor to compare with.
 
 Each step sends the calls that the emulator's engine sends for the same action and waits for
-the same condition, but polls every ``POLL_SECONDS`` instead of the engine's 1 s. Steps that
-make no Flink call in the engine (LIST_SAVEPOINT, DELETE) read the job's state once here, so
-they measure one REST round trip.
+the same condition, but polls every ``POLL_SECONDS`` instead of the engine's 1 s. The engine
+only reads the job's state for LIST_SAVEPOINT and sends nothing to Flink for DELETE of a
+cancelled job, so both steps are one ``GET /jobs/:jobid`` here.
 """
 
 from __future__ import annotations

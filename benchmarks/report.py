@@ -141,6 +141,7 @@ def _notice_table(result: dict[str, Any]) -> str:
                 _seconds(delay["p90"]),
                 _seconds(delay["max"]),
                 _seconds(poll_wait["median"]),
+                _seconds(entry["startToSubmit"]["median"]),
                 _seconds(entry["wall"]["median"]),
             )
         )
@@ -151,6 +152,7 @@ def _notice_table(result: dict[str, Any]) -> str:
         "p90",
         "max",
         "until the operation poll, median",
+        "process start to runJob response, median",
         "whole step, median",
     )
     title = "Notice delay, seconds from the engine recording the result to the task's exit:"

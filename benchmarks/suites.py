@@ -209,6 +209,7 @@ def run_notice(stack: Stack, recorder: EventRecorder, runs: int) -> dict[str, An
             "samples": samples,
             "delay": summarize([s["delay"] for s in samples]),
             "pollWait": summarize([s["pollWait"] for s in samples]),
+            "startToSubmit": summarize([s["startToSubmit"] for s in samples]),
             "wall": summarize([s["wall"] for s in samples]),
         }
     _run_step(stack, "CANCEL", job_name)
@@ -222,7 +223,9 @@ def _notice_sample(
     """Split one run's notice delay at the operation poll that first returned the result.
 
     ``pollWait`` is from the engine's "ended" line to the response of that poll, ``delay``
-    from the same line to the moment this process reaped the task.
+    from the same line to the moment this process reaped the task. ``startToSubmit`` is
+    from starting the process to the emulator's 202 response to runJob: process start,
+    imports, sign-in and the jobs list read before submitting.
     """
     events = recorder.between(run.started_at, run.exited_at)
     ended = _first_ended(events, action, job_name)
@@ -231,10 +234,16 @@ def _notice_sample(
             f"no '{action} on job {job_name} ended' line from {_ENGINE_LOGGER} during the run; "
             "the engine's log message may have changed"
         )
-    operation_done = _first_operation_result(events, after=ended)
-    if operation_done is None:
+    submitted = _first_request(
+        events, after=run.started_at, method="POST", path_part="/runjob", status="202"
+    )
+    operation_done = _first_request(
+        events, after=ended, method="GET", path_part="/operationresults/", status="200"
+    )
+    if submitted is None or operation_done is None:
         raise BenchmarkError(
-            f"{action} of {job_name}: no operation result with HTTP 200 after the action ended"
+            f"{action} of {job_name}: the emulator's request log has no runJob response "
+            "with HTTP 202, or no operation result with HTTP 200 after the action ended"
         )
     requests_after = [
         event.created
@@ -246,6 +255,7 @@ def _notice_sample(
         "pollWait": operation_done - ended,
         "lastRequestToExit": run.exited_at - max(requests_after),
         "requestsAfterResult": float(len(requests_after)),
+        "startToSubmit": submitted - run.started_at,
         "wall": run.wall_seconds,
     }
 
@@ -260,16 +270,19 @@ def _first_ended(events: list[LogEvent], action: str, job_name: str) -> float | 
     return None
 
 
-def _first_operation_result(events: list[LogEvent], *, after: float) -> float | None:
+def _first_request(
+    events: list[LogEvent], *, after: float, method: str, path_part: str, status: str
+) -> float | None:
+    """Return when the emulator responded to the first matching request after ``after``."""
     for event in events:
         if event.logger_name != _SERVER_LOGGER or event.created < after:
             continue
         match = _REQUEST_PATTERN.match(event.message)
         if (
             match
-            and match["method"] == "GET"
-            and "/operationresults/" in match["path"]
-            and match["status"] == "200"
+            and match["method"] == method
+            and path_part in match["path"].lower()
+            and match["status"] == status
         ):
             return event.created
     return None

@@ -26,7 +26,7 @@ _KILL_GRACE_SECONDS = 10.0
 
 
 class BenchmarkError(Exception):
-    """A benchmark could not complete; the message says which step failed and why."""
+    """A benchmark could not complete. The message names the step that failed and why."""
 
 
 class TaskRunError(BenchmarkError):
@@ -113,6 +113,7 @@ def _run_child(
         stdout=out,
         stderr=err,
     )
+
     killer = threading.Timer(timeout_seconds, _kill_on_timeout, args=(process, label))
     killer.daemon = True
     killer.start()
@@ -124,10 +125,12 @@ def _run_child(
         raise
     finally:
         killer.cancel()
+
     exited_at = time.time()
     wall = time.monotonic() - started
     # os.wait4 reaped the child, so Popen must not wait for it again.
     process.returncode = os.waitstatus_to_exitcode(status)
+
     out.seek(0)
     err.seek(0)
     return TaskRun(
