@@ -526,5 +526,6 @@ def test_task_sigint_during_wait(
     assert elapsed < CANCEL_GRACE_SECONDS
     variables = parse_vso_variables(output)
     assert variables["actionResult"]["value"] == "IN_PROGRESS"
+    assert "last known state" in output
     assert "##vso[task.complete result=Cancelled;]" in output
     print(f"task ended {elapsed:.2f} s after SIGINT")
