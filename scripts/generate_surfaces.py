@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from flink_task.inputs import INPUTS, Input  # noqa: E402
+from flink_task.inputs import INPUTS, TASK_ACTIONS, Input  # noqa: E402
+from flink_task.request import INPUT_ACTIONS  # noqa: E402
 
 ACTION_YML = ROOT / "action.yml"
 TASK_JSON = ROOT / "azure-devops" / "FlinkTask" / "task.json"
@@ -96,22 +97,9 @@ LABELS = {
     "allowNonRestoredState": "Allow non-restored state",
 }
 
-# Actions that can use an input. Inputs not listed apply to every action. The Azure
-# DevOps editor hides an input while the selected action is not one of these; the task
-# itself rejects an input that the action cannot use.
-_STARTS_A_JAR = ("NEW", "START", "UPDATE", "STATELESS_UPDATE", "LAST_STATE_UPDATE")
-ACTIONS_USING_INPUT: dict[str, tuple[str, ...]] = {
-    "jobJarDirectory": _STARTS_A_JAR,
-    "jarName": _STARTS_A_JAR,
-    "entryClass": _STARTS_A_JAR,
-    "args": _STARTS_A_JAR,
-    "parallelism": _STARTS_A_JAR,
-    "flinkConfiguration": (*_STARTS_A_JAR, "RE_LAUNCH"),
-    "savepointDirectory": (*_STARTS_A_JAR, "STOP", "SAVEPOINT"),
-    "savepointName": ("START", "UPDATE"),
-    "drain": ("STOP",),
-    "allowNonRestoredState": ("START", "UPDATE", "LAST_STATE_UPDATE"),
-}
+# Actions that can use each job input, from the task's own validation: an input given to
+# another action is an input error. Inputs not listed apply to every action.
+ACTIONS_USING_INPUT: dict[str, tuple[str, ...]] = dict(INPUT_ACTIONS)
 
 # Azure DevOps shows a boolean input as a check box, which cannot show "not set". An
 # input whose task default is true starts checked, so the editor shows what happens;
@@ -161,14 +149,22 @@ def yaml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+def used_by_sentence(spec: Input) -> str | None:
+    actions = ACTIONS_USING_INPUT.get(spec.name)
+    if not actions or set(actions) >= set(TASK_ACTIONS):
+        return None
+    return "Used by: " + ", ".join(actions) + "."
+
+
 def github_description(spec: Input) -> str:
     parts = [spec.description]
     if spec.kind == "choice":
         parts.append(choices_sentence(spec))
     if spec.secret:
         parts.append("Pass it from a secret, never as plain text in the workflow.")
-    if spec.name in ACTIONS_USING_INPUT:
-        parts.append("Used by: " + ", ".join(ACTIONS_USING_INPUT[spec.name]) + ".")
+    used_by = used_by_sentence(spec)
+    if used_by:
+        parts.append(used_by)
     return " ".join(parts)
 
 
@@ -250,9 +246,13 @@ def render_wrapper_js(text: str) -> str:
 
 
 def ado_visible_rule(spec: Input) -> str | None:
+    """Return the editor rule that shows an input only for the actions that can use it."""
     actions = ACTIONS_USING_INPUT.get(spec.name)
-    if not actions:
+    if not actions or set(actions) >= set(TASK_ACTIONS):
         return None
+    hidden = [action for action in TASK_ACTIONS if action not in actions]
+    if len(hidden) == 1:
+        return f"action != {hidden[0]}"
     return " || ".join(f"action = {action}" for action in actions)
 
 
@@ -260,8 +260,9 @@ def ado_help(spec: Input) -> str:
     parts = [spec.description]
     if spec.secret:
         parts.append("Pass it from a secret variable, for example `$(clientSecret)`.")
-    if spec.name in ACTIONS_USING_INPUT:
-        parts.append("Used by: " + ", ".join(ACTIONS_USING_INPUT[spec.name]) + ".")
+    used_by = used_by_sentence(spec)
+    if used_by:
+        parts.append(used_by)
     parts.append(f"Environment variable: `{spec.env_var}`.")
     return " ".join(parts)
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from flink_task.inputs import INPUTS, INPUTS_BY_NAME
+from flink_task.request import INPUT_ACTIONS
 from tests.surfaces.conftest import REPO_ROOT, SCHEMA_PATH, TASK_DIR, load_script
 
 generator = load_script("generate_surfaces")
@@ -103,13 +104,38 @@ def test_visible_rules_name_real_actions(task_inputs: dict[str, dict[str, Any]])
         if rule is None:
             continue
         for clause in rule.split("||"):
-            field, value = (part.strip() for part in clause.split("="))
+            field, operator, value = clause.split()
             assert field == "action"
+            assert operator in ("=", "!=")
             assert value in actions
 
 
 def test_drain_visible_for_stop_only(task_inputs: dict[str, dict[str, Any]]) -> None:
     assert task_inputs["drain"]["visibleRule"] == "action = STOP"
+
+
+def test_run_id_hidden_for_list(task_inputs: dict[str, dict[str, Any]]) -> None:
+    assert task_inputs["runId"]["visibleRule"] == "action != LIST"
+
+
+def test_visible_rules_follow_validation(task_inputs: dict[str, dict[str, Any]]) -> None:
+    """An input is visible for exactly the actions that the task accepts it for."""
+    all_actions = INPUTS_BY_NAME["action"].choices
+    for name, entry in task_inputs.items():
+        rule = entry.get("visibleRule")
+        accepted = set(INPUT_ACTIONS.get(name, all_actions))
+        if rule is None:
+            assert accepted >= set(all_actions), name
+            continue
+        visible = {
+            action
+            for action in all_actions
+            if any(
+                (operator == "=" and action == value) or (operator == "!=" and action != value)
+                for _field, operator, value in (clause.split() for clause in rule.split("||"))
+            )
+        }
+        assert visible == accepted, name
 
 
 def test_output_variables(task: dict[str, Any]) -> None:
