@@ -234,12 +234,15 @@ def test_crash_during_action_settles(
 
 
 def test_sigterm_finishes_running_action(flink_url: str, jar_folder: Path, tmp_path: Path) -> None:
+    # UPDATE stops with a savepoint and starts the new jar, which takes seconds, so the
+    # SIGTERM sent right after the 202 arrives while the action runs.
     state = tmp_path / "state"
     first = start_process(state, flink_url, jar_folder)
     try:
         arm = first.arm_client()
-        assert_succeeded(arm.run_to_end(new_job("drained")), "RUNNING")
-        accepted = arm.run_job({"jobName": "drained", "action": "SAVEPOINT"})
+        created = assert_succeeded(arm.run_to_end(new_job("drained")), "RUNNING")
+        update = {**new_job("drained", version="v2"), "action": "UPDATE"}
+        accepted = arm.run_job(update)
     finally:
         exit_code = first.stop(signal.SIGTERM)
     port = first.info["baseUrl"].rsplit(":", 1)[1]
@@ -252,9 +255,12 @@ def test_sigterm_finishes_running_action(flink_url: str, jar_folder: Path, tmp_p
     finally:
         second.stop()
 
+    assert accepted.status_code == 202, accepted.text
     assert exit_code == 0
-    assert "waiting for the running action" in first.log()
+    assert "waiting for the running action action-drained-UPDATE" in first.log()
     assert operation.status_code == 200, operation.text
-    saved = assert_succeeded(operation.json(), "RUNNING")
-    assert saved["jobOutput"] == f"Savepoint completed. Path: {saved['lastSavePoint']}"
+    updated = assert_succeeded(operation.json(), "RUNNING")
+    assert updated["jarName"] == "counting-v2.jar"
+    assert updated["jobId"] != created["jobId"]
+    assert updated["lastSavePoint"]
     assert_succeeded(cancelled, "CANCELLED")
