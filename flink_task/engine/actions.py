@@ -317,10 +317,18 @@ class Engine:
             return
         try:
             details = self.flink.find_job(job_id)
-        except FlinkRestError:
+        except FlinkRestError as exc:
+            logger.warning(
+                "Could not read Flink job %s, so status %s of %s is unchecked: %s",
+                job_id,
+                record.get("status"),
+                record["jobName"],
+                exc.root_cause,
+            )
             return
         if details is None:
-            record["status"] = record.get("status") if record.get("status") != RUNNING else FAILED
+            if record.get("status") == RUNNING:
+                record["status"] = FAILED
             return
         state = str(details.get("state"))
         if state in TERMINAL_STATES:

@@ -118,6 +118,7 @@ def validate_request(properties: Mapping[str, Any]) -> dict[str, Any]:
         check_job_name(str(name or ""))
     except ValueError as exc:
         raise InvalidRequestError(f"jobName: {exc}") from None
+
     action = str(properties.get("action") or "").upper()
     if action not in ACTIONS:
         raise InvalidRequestError(
@@ -125,6 +126,7 @@ def validate_request(properties: Mapping[str, Any]) -> dict[str, Any]:
             f"use one of {', '.join(ACTIONS)}"
         )
     request: dict[str, Any] = {"jobName": name, "action": action}
+
     for key in ("jobJarDirectory", "jarName", "entryClass", "args", "savePointName", "runId"):
         value = properties.get(key)
         if value is None or value == "":
@@ -132,13 +134,16 @@ def validate_request(properties: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(value, str):
             raise InvalidRequestError(f"{key}: expected a string, got {type(value).__name__}")
         request[key] = value
+
     if "args" in request:
         program_arguments(request["args"])
-    if "jarName" in request and ("/" in request["jarName"] or "\\" in request["jarName"]):
+    jar_name = request.get("jarName", "")
+    if "/" in jar_name or "\\" in jar_name:
         raise InvalidRequestError(
-            f"jarName: {request['jarName']!r} contains a path separator; "
+            f"jarName: {jar_name!r} contains a path separator; "
             "put the folder in jobJarDirectory and only the file name in jarName"
         )
+
     configuration = properties.get("flinkConfiguration")
     if configuration is not None:
         request["flinkConfiguration"] = normalise_configuration(configuration)
