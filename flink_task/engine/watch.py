@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,6 +17,12 @@ logger = logging.getLogger(__name__)
 TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
 _CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
 _DEFAULT_CHECKPOINT_TIMEOUT = 600.0  # Flink's default execution.checkpointing.timeout
+# Flink raises this when the savepoint of a stop exists but the job failed while stopping. Its
+# message template in flink-dist 2.3.0 is "A savepoint has been created at: %s, but the
+# corresponding job %s failed during stopping. ..."
+# NOTE: never produced on a live cluster here; only the message template was checked.
+_STOPPING_EXCEPTION = "StopWithSavepointStoppingException"
+_STOPPING_FAILED_SAVEPOINT = re.compile(r"savepoint has been created at: (\S+?),? but ")
 
 
 class JobEndedError(ActionFailure):
@@ -194,10 +201,23 @@ def _is_restorable(checkpoint: Mapping[str, Any]) -> bool:
 
 
 def savepoint_location(job_id: str, operation: Mapping[str, Any]) -> str:
-    """Return a completed savepoint's location; raise ActionFailure for a failure-cause."""
+    """Return a completed savepoint's location; raise ActionFailure for a failure-cause.
+
+    A stop-with-savepoint whose savepoint was written but whose job then failed while stopping
+    also reports a failure-cause (StopWithSavepointStoppingException). That savepoint is
+    complete, so its location, taken from the exception message, is returned.
+    """
     failure = operation.get("failure-cause")
     if failure:
         stack = str(failure.get("stack-trace") or failure.get("class") or "unknown failure")
+        created = _STOPPING_FAILED_SAVEPOINT.search(stack)
+        if created and _STOPPING_EXCEPTION in stack:
+            logger.warning(
+                "Job %s failed while stopping, after its savepoint %s was created",
+                job_id,
+                created.group(1),
+            )
+            return created.group(1)
         raise ActionFailure(f"Savepoint of job {job_id} failed: {root_cause_of_stack(stack)}")
     location = operation.get("location")
     if not location:
