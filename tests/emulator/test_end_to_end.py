@@ -21,6 +21,7 @@ from flink_task.engine import JobStore
 from flink_task.samplejobs import ENTRY_CLASS
 from tests.emulator.conftest import ArmClient, EmulatorProcess
 from tests.emulator.test_sdk_and_examples import sdk_client
+from tests.engine.flinkchecks import restored_path
 
 pytestmark = pytest.mark.flink
 
@@ -251,6 +252,7 @@ def test_sigterm_finishes_running_action(flink_url: str, jar_folder: Path, tmp_p
     try:
         arm = second.arm_client()
         operation = arm.request("GET", accepted.headers["location"])
+        restored_from = restored_path(flink_url, operation.json()["properties"]["jobId"])
         cancelled = arm.run_to_end({"jobName": "drained", "action": "CANCEL"})
     finally:
         second.stop()
@@ -262,5 +264,5 @@ def test_sigterm_finishes_running_action(flink_url: str, jar_folder: Path, tmp_p
     updated = assert_succeeded(operation.json(), "RUNNING")
     assert updated["jarName"] == "counting-v2.jar"
     assert updated["jobId"] != created["jobId"]
-    assert updated["lastSavePoint"]
+    assert restored_from == updated["lastSavePoint"]
     assert_succeeded(cancelled, "CANCELLED")
