@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: test demo lint java flink venv clean
+.PHONY: test demo lint java flink venv clean bench
 
 venv: $(VENV)/.installed
 
@@ -26,10 +27,13 @@ test: venv flink
 lint: venv
 	$(BIN)/ruff check flink_task tests benchmarks scripts
 	$(BIN)/ruff format --check flink_task tests benchmarks scripts
-	$(BIN)/mypy
+	$(BIN)/mypy flink_task benchmarks
 
 demo: venv flink
 	$(BIN)/python scripts/demo.py
+
+bench: venv flink
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

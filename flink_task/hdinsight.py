@@ -92,22 +92,32 @@ def run_action(request: RunRequest, client: JobApiClient, waiter: Waiter) -> Out
         record = _submitted_record(request, before, response_json(response))
         return Outcome(record=record, finished=record.get("actionResult") in TERMINAL_RESULTS)
     try:
-        _follow_operation(client, response, tracker, waiter)
+        _follow_operation(client, request.job_name, response, tracker, waiter)
         return _wait_for_record(request, client, tracker, waiter)
     except (WaitTimeoutError, CancelledError) as error:
         raise WaitInterruptedError(error, tracker.last) from error
 
 
 def _follow_operation(
-    client: JobApiClient, response: Any, tracker: _Tracker, waiter: Waiter
+    client: JobApiClient, job_name: str, response: Any, tracker: _Tracker, waiter: Waiter
 ) -> None:
-    """Poll the runJob long-running operation until it completes."""
+    """Poll the runJob long-running operation until it completes.
+
+    Between two polls of the operation (spaced as its ``Retry-After`` asks) the jobs list is
+    read on the task's own faster schedule when the API version has ``runId``: a final record
+    carrying this run's id ends the action without waiting for the operation's next poll.
+    """
     url = client.operation_url(response)
     if response.status_code == 202 and url is None:
         logger.info("runJob returned 202 without an operation URL; watching the jobs list")
     while response.status_code == 202 and url is not None:
-        retry_after = _retry_after(response)
-        waiter.pause(retry_after)
+        next_poll_at = waiter.elapsed + (_retry_after(response) or waiter.next_interval())
+        while tracker.run_id is not None and waiter.elapsed < next_poll_at:
+            if _run_is_final(client.find_job(job_name), tracker):
+                return
+            waiter.pause(min(waiter.next_interval(), next_poll_at - waiter.elapsed))
+        if waiter.elapsed < next_poll_at:
+            waiter.pause(next_poll_at - waiter.elapsed)
         response = client.poll(url)
         url = client.operation_url(response) or url  # a poll may move the operation
         if waiter.progress_due():
@@ -120,6 +130,13 @@ def _follow_operation(
     tracker.operation_done = True
     tracker.operation_done_at = waiter.elapsed
     waiter.reset_interval()
+
+
+def _run_is_final(record: dict[str, Any] | None, tracker: _Tracker) -> bool:
+    if record is None or record.get("runId") != tracker.run_id:
+        return False
+    tracker.last = record
+    return record.get("actionResult") in TERMINAL_RESULTS
 
 
 def _retry_after(response: Any) -> float | None:

@@ -91,14 +91,11 @@ def test_run_job_200_is_final(fake_job_api: FakeJobApi, no_sleep: list[float]) -
 def test_run_job_202_polls_location_with_retry_after(
     fake_job_api: FakeJobApi, arm_mock: responses.RequestsMock, no_sleep: list[float]
 ) -> None:
-    request = make_request()
+    request = make_request(api_version="2023-06-01-preview")
     fake_job_api.run_job_answers = [(202, {"location": OPERATION_URL, "Retry-After": "3"}, None)]
     arm_mock.add(responses.GET, OPERATION_URL, status=202, headers={"Retry-After": "2"})
     arm_mock.add(responses.GET, OPERATION_URL, status=200, json={"properties": job()})
-    fake_job_api.lists = [
-        [],
-        lambda run_id: [job(action="SAVEPOINT", actionResult="SUCCESS", runId=run_id)],
-    ]
+    fake_job_api.lists = [[], [job(action="SAVEPOINT", actionResult="SUCCESS")]]
     outcome = hdinsight.run_action(request, make_client(request), make_waiter())
     assert outcome.action_result == "SUCCESS"
     assert no_sleep[:2] == [3.0, 2.0]
@@ -107,18 +104,33 @@ def test_run_job_202_polls_location_with_retry_after(
 def test_azure_async_operation_header_wins(
     fake_job_api: FakeJobApi, arm_mock: responses.RequestsMock, no_sleep: list[float]
 ) -> None:
-    request = make_request()
+    request = make_request(api_version="2023-06-01-preview")
     async_url = OPERATION_URL + "-async"
     fake_job_api.run_job_answers = [
         (202, {"location": OPERATION_URL, "Azure-AsyncOperation": async_url}, None)
     ]
     arm_mock.add(responses.GET, async_url, status=200, json={"status": "Succeeded"})
-    fake_job_api.lists = [
-        [],
-        lambda run_id: [job(action="SAVEPOINT", actionResult="SUCCESS", runId=run_id)],
-    ]
+    fake_job_api.lists = [[], [job(action="SAVEPOINT", actionResult="SUCCESS")]]
     outcome = hdinsight.run_action(request, make_client(request), make_waiter())
     assert outcome.action_result == "SUCCESS"
+
+
+def test_run_id_result_ends_operation_wait_early(
+    fake_job_api: FakeJobApi, no_sleep: list[float]
+) -> None:
+    request = make_request()
+    fake_job_api.run_job_answers = [(202, {"location": OPERATION_URL, "Retry-After": "5"}, None)]
+    previous = job(action="NEW", actionResult="SUCCESS", runId="older", status="RUNNING")
+    fake_job_api.lists = [
+        [previous],
+        [previous],
+        lambda run_id: [job(action="SAVEPOINT", actionResult="IN_PROGRESS", runId=run_id)],
+        lambda run_id: [job(action="SAVEPOINT", actionResult="SUCCESS", runId=run_id)],
+    ]
+    # OPERATION_URL is not registered: polling it would fail the test.
+    outcome = hdinsight.run_action(request, make_client(request), make_waiter())
+    assert outcome.action_result == "SUCCESS"
+    assert sum(no_sleep) < 1.0
 
 
 def test_stale_success_with_run_id_is_ignored(
