@@ -417,8 +417,8 @@ class Engine:
         self._deploy(record, spec, restore_path=restore_path)
 
     def _do_cancel(self, record: dict[str, Any]) -> None:
-        state = self._cancel_and_wait(record)
-        record["jobOutput"] = f"Job {record['jobId']} is {state}"
+        self._cancel_and_wait(record)
+        record["jobOutput"] = f"Job {record['jobId']} is {record['status']}"
 
     def _do_delete(self, record: dict[str, Any]) -> None:
         count = len(record.get("savepoints", []))

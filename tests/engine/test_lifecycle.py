@@ -60,6 +60,7 @@ def test_full_lifecycle_keeps_state(
     assert metric_at_least(rest_url, started["jobId"], "restoredKeys", 1) >= 1
     assert metric_at_least(rest_url, started["jobId"], "maxCount", count_before_stop + 1)
 
+    count_before_update = metric_at_least(rest_url, started["jobId"], "maxCount", 1)
     updated = engine.run(job_request(name, "UPDATE", version="v2"))
     assert updated["actionResult"] == "SUCCESS", updated["jobOutput"]
     assert updated["status"] == "RUNNING"
@@ -69,6 +70,7 @@ def test_full_lifecycle_keeps_state(
     assert restored_path(rest_url, updated["jobId"]) == update_savepoint
     assert metric_at_least(rest_url, updated["jobId"], "version", 2) == 2
     assert metric_at_least(rest_url, updated["jobId"], "restoredKeys", 1) >= 1
+    assert metric_at_least(rest_url, updated["jobId"], "maxCount", count_before_update + 1)
     assert uploaded_jars(rest_url) == []
 
     stateless = engine.run(job_request(name, "STATELESS_UPDATE", version="v1"))
@@ -81,6 +83,7 @@ def test_full_lifecycle_keeps_state(
     cancelled = engine.run({"jobName": name, "action": "CANCEL"})
     assert cancelled["actionResult"] == "SUCCESS", cancelled["jobOutput"]
     assert cancelled["status"] == "CANCELLED"
+    assert cancelled["jobOutput"] == f"Job {stateless['jobId']} is CANCELLED"
     assert job_state(rest_url, stateless["jobId"]) == "CANCELED"
 
     history = engine.savepoints(name)
