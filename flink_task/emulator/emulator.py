@@ -16,6 +16,11 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from flink_task.emulator.authority import (
     DEFAULT_TOKEN_LIFETIME,
     Authority,
@@ -44,6 +49,7 @@ DEFAULT_PAGE_SIZE = 50
 DEFAULT_SHUTDOWN_TIMEOUT = 300.0
 MIN_REMOTE_SECRET_LENGTH = 16
 IDENTITY_FILE = "identity.json"
+STATE_LOCK_FILE = "emulator.lock"
 SECRET_FILE = "client-secret"  # noqa: S105 (a file name)
 
 
@@ -95,6 +101,7 @@ class Emulator:
         self._server_thread: threading.Thread | None = None
         self._services: list[ClusterService] = []
         self._local_flink: Any = None
+        self._state_lock: StateLock | None = None
         self.base_url = ""
 
     # --- public attributes ----------------------------------------------------------------
@@ -142,18 +149,23 @@ class Emulator:
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Prepare the state folder, recover interrupted actions and start serving."""
+        """Prepare the state folder, recover interrupted actions and start serving.
+
+        Raises ConfigError when another emulator uses the same state folder.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._load_identity()
-        tls_files = ensure_certificates(self.state_dir / "tls", self._certificate_hosts())
-        self.ca_file = tls_files.ca_file
-        if self.start_flink:
-            self._start_local_flink()
+        self._state_lock = StateLock(self.state_dir / STATE_LOCK_FILE)
         try:
+            self._load_identity()
+            tls_files = ensure_certificates(self.state_dir / "tls", self._certificate_hosts())
+            self.ca_file = tls_files.ca_file
+            if self.start_flink:
+                self._start_local_flink()
             self._start_services()
             self._serve(tls_files)
         except BaseException:
             self._stop_local_flink()
+            self._state_lock.release()
             raise
         logger.info("emulator serving %s from %s", self.base_url, self.state_dir)
 
@@ -166,6 +178,9 @@ class Emulator:
             self._server = None
         self._wait_for_actions()
         self._stop_local_flink()
+        if self._state_lock is not None:
+            self._state_lock.release()
+            self._state_lock = None
         logger.info("emulator stopped")
 
     def __enter__(self) -> Emulator:
@@ -369,6 +384,38 @@ def build_engine(config: ClusterConfig, jobs_dir: Path, default_savepoint_dir: s
         jars=JarResolver(config.storage_mappings),
         default_savepoint_dir=default_savepoint_dir,
     )
+
+
+class StateLock:
+    """An exclusive lock on the state folder, held while an emulator uses it.
+
+    Two emulators on one folder would recover each other's running actions and overwrite
+    each other's operation files. The lock is an `flock` on a file in the folder, so the
+    kernel releases it when the process dies. NOTE: without `fcntl` (Windows) nothing is
+    locked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("a+")
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError(
+                f"the state folder {path.parent} is in use by another emulator (pid {holder}). "
+                "Stop it, or give this one another --state-dir"
+            ) from None
+        self._file.truncate(0)
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()
 
 
 def _is_loopback(host: str) -> bool:

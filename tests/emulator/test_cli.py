@@ -252,3 +252,21 @@ def test_invalid_flink_url_is_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "invalid Flink REST URL" in result.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_state_folder_in_use_rejected(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = EmulatorProcess(state, "--flink-url", offline_flink_url())
+    first.start()
+    try:
+        second = run_cli("--state-dir", str(state), "--flink-url", offline_flink_url())
+    finally:
+        first.stop()
+    third = EmulatorProcess(state, "--flink-url", offline_flink_url())
+    third.start()
+    third.stop()
+
+    assert second.returncode == 2
+    assert "in use by another emulator" in second.stderr
+    assert str(first.process.pid if first.process else "") in second.stderr
+    assert second.stdout == ""
