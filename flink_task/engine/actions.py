@@ -95,6 +95,8 @@ class Engine:
         """
         request = rec.validate_request(properties)
         name, action = request["jobName"], request["action"]
+        # A running execute() holds the lock, so read the record first to name its action.
+        _reject_in_progress(name, self._load(name))
         try:
             with self.store.lock(name, f"begin {action}"):
                 record = self._load(name)
@@ -202,11 +204,7 @@ class Engine:
             return {"jobName": name, "jobType": "FlinkJob", "createdAt": utc_now()}
         if record is None:
             raise JobNotFoundError(f"job {name} not found; create it with action NEW")
-        if record.get("actionResult") == IN_PROGRESS:
-            raise ActionConflictError(
-                f"job {name} has a {record.get('action')} action in progress; "
-                "wait until it ends, then retry"
-            )
+        _reject_in_progress(name, record)
         self._refresh_status(record)
         status = record.get("status")
         if action == "DELETE":
@@ -735,6 +733,14 @@ class Engine:
         if savepoint_path:
             message += f" Savepoint {savepoint_path} completed and is kept."
         return message + " Check the job, then run the action again."
+
+
+def _reject_in_progress(name: str, record: Mapping[str, Any] | None) -> None:
+    if record is not None and record.get("actionResult") == IN_PROGRESS:
+        raise ActionConflictError(
+            f"job {name} has a {record.get('action')} action in progress; "
+            "wait until it ends, then retry"
+        )
 
 
 def _cause_text(exc: BaseException) -> str:

@@ -119,6 +119,14 @@ def test_action_while_in_progress(engine: Engine) -> None:
         engine.begin({"jobName": "orders", "action": "CANCEL"})
 
 
+def test_action_while_execute_holds_lock(engine: Engine, store: JobStore) -> None:
+    engine.begin(new_request())
+
+    with store.lock("orders", "execute"):
+        with pytest.raises(ActionConflictError, match="NEW action in progress"):
+            engine.begin({"jobName": "orders", "action": "CANCEL"})
+
+
 def test_action_while_locked(engine: Engine, store: JobStore) -> None:
     saved_record(store, "STOPPED")
 
