@@ -123,7 +123,11 @@ class Emulator:
         )
 
     def info(self) -> dict[str, Any]:
-        """Return what a client needs to connect: URLs, CA file, ids and the secret's file."""
+        """Return what a client needs to connect: URLs, CA file, ids and the secret's file.
+
+        `clientSecretFile` is None when the operator supplied the secret, which is then never
+        written to disk. The secret itself is never part of the result.
+        """
         return {
             "baseUrl": self.base_url,
             "caFile": str(self.ca_file),
