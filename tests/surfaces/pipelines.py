@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -32,6 +33,10 @@ _STEP_OUTPUT_EXPRESSION = re.compile(
 )
 # The agent's property and data unescaping (task-lib taskcommand.ts, agent CommandStringConvertor).
 _VSO_UNESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"), ("%3B", ";"), ("%AZP25", "%"))
+
+
+# Resolved once, so a step's own PATH (which a test may empty) does not hide the shell.
+BASH = shutil.which("bash") or "bash"
 
 
 class ExpressionError(ValueError):
@@ -219,7 +224,7 @@ class CompositeAction:
         log_file = step_dir / "console.log"
         with log_file.open("wb") as log:
             process = subprocess.Popen(
-                ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+                [BASH, "--noprofile", "--norc", "-eo", "pipefail", str(script)],
                 cwd=self.work_dir,
                 env=env,
                 stdout=log,
