@@ -54,7 +54,9 @@ def read_version(source: Path) -> str:
         r'^version\s*=\s*"([^"]+)"', project.group(1) if project else "", re.MULTILINE
     )
     if not version:
-        raise SystemExit(f"flink-task setup: no [project] version in {source / 'pyproject.toml'}")
+        raise SystemExit(
+            f"flink-task setup: no [project] version found in {source / 'pyproject.toml'}"
+        )
     return version.group(1)
 
 
@@ -136,7 +138,7 @@ def ensure_environment(source: Path, cache_root: Path) -> Path:
     """Return the interpreter of a complete environment for ``source``, building it if needed.
 
     Concurrent jobs on one machine each build in their own folder and rename it into
-    place. The first rename wins and the others delete their copy, so no job ever sees a
+    place. The first rename wins and the others delete their copy, so no job ever uses a
     half-installed environment.
     """
     version = read_version(source)
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "--cache-root",
         required=True,
         type=Path,
-        help="folder that holds the cached environments, for example $RUNNER_TOOL_CACHE",
+        help="folder for the cached environments, for example $RUNNER_TOOL_CACHE",
     )
     args = parser.parse_args(argv)
     # Callers check the version first; this guards a direct run with an older Python.

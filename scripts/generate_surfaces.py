@@ -101,9 +101,9 @@ LABELS = {
 # another action is an input error. Inputs not listed apply to every action.
 ACTIONS_USING_INPUT: dict[str, tuple[str, ...]] = dict(INPUT_ACTIONS)
 
-# Azure DevOps shows a boolean input as a check box, which cannot show "not set". An
-# input whose task default is true starts checked, so the editor shows what happens;
-# the value equals the task's own default, so no action receives anything new.
+# Azure DevOps shows a boolean input as a check box, which cannot show "not set". An input
+# whose task default is true therefore starts checked, so the editor shows what happens.
+# The value equals the task's own default, so no action receives anything new.
 ADO_CHECKBOX_DEFAULTS = {"wait": "true"}
 
 
@@ -115,7 +115,7 @@ def read_version() -> str:
     project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.MULTILINE | re.DOTALL)
     match = re.search(r'^version\s*=\s*"([^"]+)"', project.group(1) if project else "", re.M)
     if not match:
-        raise SystemExit(f"no [project] version in {PYPROJECT}")
+        raise SystemExit(f"no [project] version found in {PYPROJECT}")
     return match.group(1)
 
 
