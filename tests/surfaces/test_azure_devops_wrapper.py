@@ -34,6 +34,7 @@ if os.environ.get("RECORDER_WAIT"):
         os.write(1, f"recorder: got signal {number}\\n".encode())
         os._exit(130)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     print("recorder: waiting", flush=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -198,7 +199,10 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes], timeo
         time.sleep(0.05)
 
 
-def test_sigint_forwarded(staged_task: Path, tmp_path: Path, recorder: Path) -> None:
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_signal_forwarded(
+    staged_task: Path, tmp_path: Path, recorder: Path, signal_number: int
+) -> None:
     env = agent_environment(tmp_path, recorder)
     env.update({"INPUT_ACTION": "STOP", "RECORDER_WAIT": "1"})
     log_path = tmp_path / "wrapper.log"
@@ -213,7 +217,7 @@ def test_sigint_forwarded(staged_task: Path, tmp_path: Path, recorder: Path) -> 
     try:
         wait_for_text(log_path, "recorder: waiting", process, timeout=60)
         started = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal_number)
         process.wait(timeout=7.5)
         elapsed = time.monotonic() - started
     finally:
@@ -222,6 +226,6 @@ def test_sigint_forwarded(staged_task: Path, tmp_path: Path, recorder: Path) -> 
             process.wait()
     output = log_path.read_text()
     assert process.returncode == 130, output
-    assert f"recorder: got signal {int(signal.SIGINT)}" in output
+    assert f"recorder: got signal {int(signal_number)}" in output
     assert "##vso[task.complete result=Cancelled;]" in output
     assert elapsed < 7.5
