@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 from azure.identity import ClientSecretCredential
+from azure.mgmt.hdinsightcontainers import HDInsightContainersMgmtClient
 
 from flink_task.emulator import ClusterConfig, Emulator
 from flink_task.engine import JobStore
@@ -61,6 +62,27 @@ def credential_for(
         authority=emulator.base_url,
         disable_instance_discovery=True,
         connection_verify=str(emulator.ca_file),
+    )
+
+
+def sdk_client(
+    emulator: Emulator, api_version: str | None = None
+) -> HDInsightContainersMgmtClient:
+    """Return the official SDK client pointed at the emulator.
+
+    The SDK waits for the Retry-After of each 202 (1 s) rather than `polling_interval`.
+    """
+    options: dict[str, Any] = {}
+    if api_version is not None:
+        options["api_version"] = api_version
+    return HDInsightContainersMgmtClient(
+        credential_for(emulator),
+        emulator.subscription_id,
+        base_url=emulator.base_url,
+        credential_scopes=[f"{emulator.base_url}/.default"],
+        polling_interval=0.1,
+        connection_verify=str(emulator.ca_file),
+        **options,
     )
 
 

@@ -19,8 +19,7 @@ import requests
 from flink_task.emulator import ClusterConfig, Emulator
 from flink_task.engine import JobStore
 from flink_task.samplejobs import ENTRY_CLASS
-from tests.emulator.conftest import ArmClient, EmulatorProcess
-from tests.emulator.test_sdk_and_examples import sdk_client
+from tests.emulator.conftest import ArmClient, EmulatorProcess, sdk_client
 from tests.engine.flinkchecks import restored_path
 
 pytestmark = pytest.mark.flink

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.mgmt.hdinsightcontainers import HDInsightContainersMgmtClient
 from azure.mgmt.hdinsightcontainers.models import ClusterJob, FlinkJobProperties
 
 from flink_task.emulator import Emulator
@@ -22,8 +21,8 @@ from flink_task.engine import JobStore
 from tests.emulator.conftest import (
     SPEC_EXAMPLES,
     ArmClient,
-    credential_for,
     offline_cluster,
+    sdk_client,
     seed_record,
     stopped_record,
 )
@@ -66,23 +65,6 @@ def example_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 @pytest.fixture(scope="module")
 def example_arm(example_emulator: Emulator) -> ArmClient:
     return ArmClient(example_emulator)
-
-
-def sdk_client(
-    emulator: Emulator, api_version: str | None = None
-) -> HDInsightContainersMgmtClient:
-    options: dict[str, Any] = {}
-    if api_version is not None:
-        options["api_version"] = api_version
-    return HDInsightContainersMgmtClient(
-        credential_for(emulator),
-        emulator.subscription_id,
-        base_url=emulator.base_url,
-        credential_scopes=[f"{emulator.base_url}/.default"],
-        polling_interval=0.1,
-        connection_verify=str(emulator.ca_file),
-        **options,
-    )
 
 
 def reset_jobs(emulator: Emulator) -> None:
