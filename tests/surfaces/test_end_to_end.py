@@ -121,9 +121,32 @@ def tool_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tool-cache")
 
 
+PIPELINE_PREFIXES = (
+    "INPUT_",
+    "ENDPOINT_",
+    "AZURE_",
+    "ACTIONS_",
+    "GITHUB_",
+    "RUNNER_",
+    "AGENT_",
+    "SYSTEM_",
+    "MSI_",
+    "IDENTITY_",
+)
+PIPELINE_NAMES = {"TF_BUILD", "REQUESTS_CA_BUNDLE", "FLINK_TASK_PYTHON"}
+
+
 def machine_environment() -> dict[str, str]:
-    """The runner or agent machine's environment, without any pipeline's variables."""
-    return dict(os.environ)
+    """The runner or agent machine's environment, without any pipeline's variables.
+
+    Module fixtures call this before the per-test clean-up of the environment runs, so the
+    filter is applied here too.
+    """
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(PIPELINE_PREFIXES) and name not in PIPELINE_NAMES
+    }
 
 
 # ---------------------------------------------------------------------------- GitHub
