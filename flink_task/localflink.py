@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -35,6 +34,11 @@ from types import TracebackType
 from typing import Any
 
 from flink_task.errors import EXIT_ACTION_FAILED, EXIT_INVALID_INPUT, EXIT_OK, FlinkTaskError
+
+try:
+    import fcntl
+except ImportError:  # Windows: Flink's start scripts need bash, so only the locks are skipped.
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +247,9 @@ def _is_installed(target: Path) -> bool:
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block."""
+    if fcntl is None:
+        yield
+        return
     with path.open("a") as handle:
         logger.debug("waiting for the lock %s", path)
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -395,9 +402,42 @@ def _check_port_free(port: int) -> None:
 # Processes
 
 
-_STARTED_PROCESSES: dict[int, subprocess.Popen[bytes]] = {}
-"""Processes started by this Python process, kept so that they are reaped and never collected
-by the garbage collector while running (which would emit a ResourceWarning)."""
+_STARTED_PROCESSES: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
+"""Processes started by this Python process, with the marker of their cluster.
+
+They are polled until they have exited, so that they are reaped. Python warns when a Popen is
+collected before a poll saw its exit, which the registry also prevents.
+"""
+
+
+def _poll_started_process(pid: int) -> bool | None:
+    """Return whether a process started here is running, or None if it was not started here."""
+    entry = _STARTED_PROCESSES.get(pid)
+    if entry is None:
+        return None
+    if entry[0].poll() is None:
+        return True
+    del _STARTED_PROCESSES[pid]
+    return False
+
+
+def _running_started_pids(marker: str) -> list[int]:
+    return [
+        pid
+        for pid, (_process, process_marker) in list(_STARTED_PROCESSES.items())
+        if process_marker == marker and _poll_started_process(pid)
+    ]
+
+
+def _detach_started_processes() -> None:
+    """Stop tracking the running processes started here, which are meant to outlive this
+    Python process (``flink-task local-flink start``)."""
+    for pid, (process, _marker) in list(_STARTED_PROCESSES.items()):
+        if process.poll() is None:
+            # Marks the Popen as finished so that it does not warn when it is collected at
+            # exit. The process keeps running and is reaped by init once this process exits.
+            process.returncode = 0
+        del _STARTED_PROCESSES[pid]
 
 
 def _process_args(pid: int) -> list[str] | None:
@@ -423,14 +463,20 @@ def _process_args(pid: int) -> list[str] | None:
 
 
 def _reap(pid: int) -> None:
-    process = _STARTED_PROCESSES.get(pid)
-    if process is not None:
-        process.poll()
-        if process.returncode is not None:
-            del _STARTED_PROCESSES[pid]
+    if _poll_started_process(pid) is not None:
         return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def _describe_process(pid: int) -> str:
+    """Return the pid, state and start of the command line of a process, for error messages."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        state = "?"
+    args = " ".join(_process_args(pid) or [])
+    return f"pid {pid} state {state} {args[:120]}"
 
 
 def _all_process_args() -> Iterator[tuple[int, list[str]]]:
@@ -519,7 +565,10 @@ class LocalFlink:
     ) -> None:
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
-        self.workdir = Path(workdir).expanduser().absolute()
+        if rest_port is not None and not 0 < rest_port < 65536:
+            raise ValueError(f"rest_port must be between 1 and 65535, got {rest_port}")
+        # Resolved, so that every process names the same folder in the process marker.
+        self.workdir = Path(workdir).expanduser().resolve()
         self._flink_home = flink_home
         self.slots = slots
         self.requested_rest_port = rest_port
@@ -588,6 +637,11 @@ class LocalFlink:
         Raises LocalFlinkError (and stops whatever it started) when a process exits early or
         the REST API does not report ``slots`` slots within ``timeout`` seconds.
         """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.workdir / ".start.lock"):
+            self._start_locked(timeout)
+
+    def _start_locked(self, timeout: float) -> None:
         self._validate_before_start()
         if self.requested_rest_port is not None:
             _check_port_free(self.requested_rest_port)
@@ -598,18 +652,24 @@ class LocalFlink:
                 "stopping Flink processes %s left in %s by an earlier run", leftovers, self.workdir
             )
             self.stop()
+        # Another process can bind a picked port before Flink does. Only picked ports are
+        # retried, because a port the caller chose would fail the same way again.
         attempts = 1 if self.requested_rest_port is not None else 3
+        deadline = time.monotonic() + timeout
         for attempt in range(1, attempts + 1):
             ports = self._choose_ports()
             try:
-                self._launch(ports, java, timeout)
+                self._launch(ports, java, max(deadline - time.monotonic(), 1.0))
                 return
             except _PortRaceError as error:
                 self.stop()
                 if attempt == attempts:
                     raise LocalFlinkError(str(error)) from None
                 logger.warning(
-                    "port taken while Flink started (%s), retrying with new ports", error
+                    "Flink could not bind a port (attempt %d of %d: %s), retrying with new ports",
+                    attempt,
+                    attempts,
+                    error.reason,
                 )
             except BaseException:
                 self.stop()
@@ -618,34 +678,50 @@ class LocalFlink:
     def stop(self, timeout: float = 30) -> None:
         """Stop every process of this cluster: SIGTERM, then SIGKILL after ``timeout`` seconds.
 
-        Works from any process given the same working directory. Raises LocalFlinkError if a
-        process of this cluster is still alive afterwards.
+        Works from any process given the same working directory. The processes are searched
+        again until none is left, which also catches helper processes that the start scripts
+        launched in between. Raises LocalFlinkError if a process of this cluster is still alive
+        30 s after SIGKILL.
         """
+        self._stop_watchdog()
+        pids = self.process_ids()
+        if not pids:
+            self._remove_state()
+            return
+        logger.info("stopping Flink in %s (pids %s)", self.workdir, pids)
+        kill_at = time.monotonic() + timeout
+        give_up_at = kill_at + 30
+        terminated: set[int] = set()
+        killing = False
+        while pids:
+            now = time.monotonic()
+            if now >= give_up_at:
+                details = "; ".join(_describe_process(pid) for pid in pids)
+                raise LocalFlinkError(
+                    f"Flink processes of {self.workdir} are still running after SIGKILL: {details}"
+                )
+            if now >= kill_at and not killing:
+                logger.warning(
+                    "Flink processes %s did not stop within %s s, killing them", pids, timeout
+                )
+                killing = True
+            for pid in pids:
+                if killing:
+                    _signal_process(pid, signal.SIGKILL)
+                elif pid not in terminated:
+                    _signal_process(pid, signal.SIGTERM)
+                    terminated.add(pid)
+            time.sleep(0.2)
+            pids = self.process_ids()
+        logger.info("stopped Flink in %s", self.workdir)
+        self._remove_state()
+
+    def _stop_watchdog(self) -> None:
         state = self._read_state() or {}
         watchdog = (state.get("pids") or {}).get("watchdog")
         if watchdog and watchdog != os.getpid() and self._is_watchdog(int(watchdog)):
             _signal_process(int(watchdog), signal.SIGTERM)
             self._wait_for_exit([int(watchdog)], 5)
-        pids = self.process_ids()
-        if pids:
-            logger.info("stopping Flink in %s (pids %s)", self.workdir, pids)
-            for pid in pids:
-                _signal_process(pid, signal.SIGTERM)
-            remaining = self._wait_for_exit(pids, timeout)
-            if remaining:
-                logger.warning(
-                    "Flink processes %s did not stop within %s s, killing them", remaining, timeout
-                )
-                for pid in remaining:
-                    _signal_process(pid, signal.SIGKILL)
-                remaining = self._wait_for_exit(remaining, 10)
-            if remaining or self.process_ids():
-                raise LocalFlinkError(
-                    f"Flink processes {remaining or self.process_ids()} of {self.workdir} "
-                    "are still running after SIGKILL"
-                )
-            logger.info("stopped Flink in %s", self.workdir)
-        self._remove_state()
 
     def status(self) -> dict[str, Any]:
         """Return the recorded cluster state, which processes are alive and ``/overview``.
@@ -659,14 +735,17 @@ class LocalFlink:
             if stray:
                 result["strayPids"] = stray
             return result
-        pids = {role: int(state["pids"][role]) for role in _PROCESS_ROLES}
-        alive = {role: self._is_cluster_process(pid) for role, pid in pids.items()}
+        recorded = state.get("pids") or {}
+        alive = {
+            role: role in recorded and self._is_cluster_process(int(recorded[role]))
+            for role in _PROCESS_ROLES
+        }
         result.update(
             restUrl=state["restUrl"],
             flinkHome=state["flinkHome"],
             flinkVersion=state.get("flinkVersion"),
             slots=state.get("slots"),
-            pids=state["pids"],
+            pids=recorded,
             alive=alive,
         )
         overview = None
@@ -794,7 +873,7 @@ class LocalFlink:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _STARTED_PROCESSES[process.pid] = process
+        _STARTED_PROCESSES[process.pid] = (process, self.process_marker)
         logger.info("started the Flink %s (pid %s), logs in %s", role, process.pid, self.log_dir)
         return process.pid
 
@@ -820,7 +899,7 @@ class LocalFlink:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        _STARTED_PROCESSES[process.pid] = process
+        _STARTED_PROCESSES[process.pid] = (process, f"watchdog {self.workdir}")
         logger.debug("started the watchdog (pid %s) for owner pid %s", process.pid, owner_pid)
         return process.pid
 
@@ -889,7 +968,7 @@ class LocalFlink:
                     sections.append(f"--- last lines of {path} ---\n{tail}")
         message = f"{reason}\n" + "\n".join(sections)
         if bind_failure and self.requested_rest_port is None:
-            raise _PortRaceError(message)
+            raise _PortRaceError(reason, message)
         raise LocalFlinkError(message)
 
     def _service_logs(self, service: str) -> list[Path]:
@@ -905,6 +984,11 @@ class LocalFlink:
     # Process bookkeeping ---------------------------------------------------------------------
 
     def _is_cluster_process(self, pid: int) -> bool:
+        entry = _STARTED_PROCESSES.get(pid)
+        if entry is not None and entry[1] == self.process_marker:
+            # Polling a child is exact, while /proc shows an empty command line while a
+            # process exits.
+            return bool(_poll_started_process(pid))
         args = _process_args(pid)
         return args is not None and self.process_marker in args
 
@@ -917,7 +1001,7 @@ class LocalFlink:
 
         A process belongs to the cluster when its command line contains ``process_marker``.
         """
-        found: set[int] = set()
+        found = set(_running_started_pids(self.process_marker))
         state = self._read_state() or {}
         for role in _PROCESS_ROLES:
             pid = (state.get("pids") or {}).get(role)
@@ -976,6 +1060,10 @@ class LocalFlink:
 
 class _PortRaceError(LocalFlinkError):
     """A port picked as free was taken by another process before Flink bound it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -1098,6 +1186,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             config=config,
         )
         cluster.start(timeout=args.timeout)
+        _detach_started_processes()
         status = cluster.status()
         print(
             json.dumps(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import requests
 from flink_task import cli
 from flink_task.localflink import (
     FLINK_VERSION,
+    ClusterPorts,
     FlinkNotInstalledError,
     JavaNotFoundError,
     JavaVersionError,
@@ -419,6 +421,50 @@ def test_watchdog_stops_orphaned_cluster(tmp_path: Path, flink_home: Path) -> No
         if owner.stdout is not None:
             owner.stdout.close()
         cluster.stop()
+
+
+@pytest.mark.flink
+def test_port_race_then_forced_stop(
+    tmp_path: Path,
+    flink_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first start finds its REST port taken and retries. Stop kills a frozen TaskManager."""
+    caplog.set_level(logging.INFO, logger="flink_task.localflink")
+    cluster = LocalFlink(tmp_path / "race", flink_home=flink_home, slots=1)
+    real_choose_ports = LocalFlink._choose_ports
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        chosen: list[ClusterPorts] = []
+
+        def choose_ports(self: LocalFlink) -> ClusterPorts:
+            ports = real_choose_ports(self)
+            if not chosen:
+                ports.rest = taken_port
+            chosen.append(ports)
+            return ports
+
+        monkeypatch.setattr(LocalFlink, "_choose_ports", choose_ports)
+        try:
+            cluster.start(timeout=180)
+
+            assert len(chosen) == 2
+            assert cluster.rest_url == f"http://127.0.0.1:{chosen[1].rest}"
+            assert "Flink could not bind a port (attempt 1 of 3" in caplog.text
+            assert cluster.is_running()
+
+            taskmanager = cluster.status()["pids"]["taskmanager"]
+            os.kill(taskmanager, signal.SIGSTOP)
+            cluster.stop(timeout=3)
+
+            assert "did not stop within 3 s, killing them" in caplog.text
+            assert cluster.process_ids() == []
+            assert not _is_alive(taskmanager)
+        finally:
+            cluster.stop()
 
 
 # --------------------------------------------------------------------------------------------
