@@ -44,6 +44,14 @@ def default_tool_cache() -> Path:
     return Path(base) / "flink-task" / "node"
 
 
+def npm_command() -> str:
+    """Return the npm executable; on Windows that is npm.cmd, which a bare "npm" misses."""
+    found = shutil.which("npm")
+    if found is None:
+        raise SystemExit("npm not found on PATH: install Node.js 20 or later")
+    return found
+
+
 def run(command: list[str], cwd: Path) -> None:
     logger.info("running %s in %s", " ".join(command), cwd)
     subprocess.run(command, cwd=cwd, check=True, timeout=COMMAND_TIMEOUT_SECONDS)
@@ -112,7 +120,7 @@ def stage_extension(stage_dir: Path, publisher: str | None, install_node_modules
 
     build_wheel(task_dir / "python")
     if install_node_modules:
-        run(["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=task_dir)
+        run([npm_command(), "ci", "--omit=dev", "--no-audit", "--no-fund"], cwd=task_dir)
     return task_dir
 
 
@@ -124,7 +132,7 @@ def ensure_tfx(tool_cache: Path) -> Path:
         prefix.mkdir(parents=True, exist_ok=True)
         run(
             [
-                "npm",
+                npm_command(),
                 "install",
                 "--prefix",
                 str(prefix),
