@@ -2,11 +2,12 @@
 
 ``install`` lays out a Flink home from the ``apache-flink`` wheel (``bin/``, ``conf/``) and the
 ``apache-flink-libraries`` wheel (``lib/``, ``opt/``, ``plugins/``). ``LocalFlink`` runs one
-JobManager and one TaskManager from that home. Everything a cluster writes (configuration, logs,
-pid files, temporary, upload and blob directories) stays in its working directory, every port is
-bound to 127.0.0.1 and picked at start, and the process ids are recorded in
-``<workdir>/local-flink.json`` so that ``stop`` works from any process given the same working
-directory.
+JobManager and one TaskManager from that home.
+
+Everything a cluster writes (configuration, logs, pid files, temporary, upload and blob
+directories) stays in its working directory. Every port is bound to 127.0.0.1 and picked at
+start. The process ids are recorded in ``<workdir>/local-flink.json``, and each process carries
+a marker argument naming the working directory, so ``stop`` works from any process.
 
 The command ``flink-task local-flink {install,start,stop,status}`` is ``main``.
 """
@@ -59,6 +60,32 @@ _PIP_TIMEOUT_SECONDS = 1800
 _PROCESS_ROLES = ("taskmanager", "jobmanager")
 _BIND_FAILURE_PATTERN = re.compile(r"BindException|Address already in use")
 _LOG_TAIL_LINES = 40
+# Keys that LocalFlink sets itself: overriding them through `config` would move ports, bind
+# addresses or files out of its control. Slots and memory have their own parameters.
+_MANAGED_CONFIG_KEYS = frozenset(
+    {
+        "env.java.opts.all",
+        "jobmanager.rpc.address",
+        "jobmanager.rpc.port",
+        "jobmanager.bind-host",
+        "jobmanager.memory.process.size",
+        "taskmanager.host",
+        "taskmanager.bind-host",
+        "taskmanager.rpc.port",
+        "taskmanager.data.port",
+        "taskmanager.numberOfTaskSlots",
+        "taskmanager.memory.process.size",
+        "rest.address",
+        "rest.bind-address",
+        "rest.port",
+        "rest.bind-port",
+        "blob.server.port",
+        "blob.storage.directory",
+        "web.tmpdir",
+        "web.upload.dir",
+        "io.tmp.dirs",
+    }
+)
 # An unknown configuration key, passed as a dynamic property (-D) to both entry points. Flink
 # ignores it, and it puts the working directory on the command line of every process.
 _MARKER_KEY = "flink-task.local-flink.workdir"
@@ -398,6 +425,15 @@ def _check_port_free(port: int) -> None:
             ) from None
 
 
+def _check_extra_config(config: Mapping[str, object]) -> None:
+    managed = sorted(set(config) & _MANAGED_CONFIG_KEYS)
+    if managed:
+        raise ValueError(
+            f"config must not set {', '.join(managed)}: LocalFlink sets these itself "
+            "(use the slots, rest port and memory options instead)"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Processes
 
@@ -405,8 +441,8 @@ def _check_port_free(port: int) -> None:
 _STARTED_PROCESSES: dict[int, tuple[subprocess.Popen[bytes], str]] = {}
 """Processes started by this Python process, with the marker of their cluster.
 
-They are polled until they have exited, so that they are reaped. Python warns when a Popen is
-collected before a poll saw its exit, which the registry also prevents.
+Each entry stays until a poll has seen the exit, which reaps the process. Python emits a
+ResourceWarning when a Popen is garbage-collected before that, and the registry prevents it.
 """
 
 
@@ -430,8 +466,10 @@ def _running_started_pids(marker: str) -> list[int]:
 
 
 def _detach_started_processes() -> None:
-    """Stop tracking the running processes started here, which are meant to outlive this
-    Python process (``flink-task local-flink start``)."""
+    """Stop tracking the processes started here, so that they outlive this Python process.
+
+    Used by ``flink-task local-flink start``, whose cluster keeps running after it exits.
+    """
     for pid, (process, _marker) in list(_STARTED_PROCESSES.items()):
         if process.poll() is None:
             # Marks the Popen as finished so that it does not warn when it is collected at
@@ -544,7 +582,8 @@ def _http_get_json(url: str, timeout: float = 2.0) -> Any:
 class LocalFlink:
     """A standalone Flink session cluster (one JobManager, one TaskManager) on loopback.
 
-    ``config`` adds or overrides keys of the generated ``config.yaml``. No savepoint directory
+    ``config`` adds or overrides keys of the generated ``config.yaml``, except the ports,
+    addresses, folders, slots and memory sizes that LocalFlink manages. No savepoint directory
     is configured unless ``config`` sets one. With ``owner_pid`` set, a small watchdog process
     stops the cluster once that process has exited, so a test run that crashes does not leave
     JVMs behind.
@@ -567,6 +606,7 @@ class LocalFlink:
             raise ValueError(f"slots must be at least 1, got {slots}")
         if rest_port is not None and not 0 < rest_port < 65536:
             raise ValueError(f"rest_port must be between 1 and 65535, got {rest_port}")
+        _check_extra_config(config or {})
         # Resolved, so that every process names the same folder in the process marker.
         self.workdir = Path(workdir).expanduser().resolve()
         self._flink_home = flink_home
@@ -726,7 +766,8 @@ class LocalFlink:
     def status(self) -> dict[str, Any]:
         """Return the recorded cluster state, which processes are alive and ``/overview``.
 
-        ``running`` is true when the JobManager and TaskManager are alive and REST answers.
+        ``running`` is true when the JobManager and TaskManager are alive and ``GET /overview``
+        succeeds.
         """
         state = self._read_state()
         result: dict[str, Any] = {"workdir": str(self.workdir), "running": False}
@@ -799,7 +840,7 @@ class LocalFlink:
             shutil.rmtree(self.conf_dir)
         shutil.copytree(shipped, self.conf_dir)
         settings = _flatten_yaml_mapping((shipped / "config.yaml").read_text(encoding="utf-8"))
-        rendered = {key: value for key, value in settings.items()}
+        rendered = dict(settings)
         for key, value in self._cluster_config(ports, settings).items():
             rendered[key] = _yaml_scalar(value)
         lines = [
@@ -975,7 +1016,11 @@ class LocalFlink:
         return sorted(
             (
                 path
-                for pattern in (f"flink-*-{service}-*.log", f"flink-*-{service}-*.out")
+                for pattern in (
+                    f"flink-*-{service}-*.log",
+                    f"flink-*-{service}-*.out",
+                    f"flink-*-{service}-*.err",
+                )
                 for path in self.log_dir.glob(pattern)
             ),
             key=lambda path: path.stat().st_mtime,
@@ -1178,6 +1223,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.slots < 1:
             raise ValueError(f"invalid --slots {args.slots}: must be at least 1")
         config = _parse_config_entries(args.config)
+        _check_extra_config(config)
         cluster = LocalFlink(
             workdir,
             flink_home=install(),

@@ -57,8 +57,8 @@ def build_sample_jars(
     """Compile each sample version into ``out_dir`` and return ``{"v1": jar, "v2": jar}``.
 
     Compiles with ``javac --release 17 -cp "<flink_home>/lib/*"`` and packages with ``jar``.
-    A build is reused when ``out_dir`` holds jars made from the same sources, Flink version and
-    compiler (a hash of those is stored next to the jars). Raises JavaNotFoundError or
+    A build is reused when ``out_dir`` contains jars made from the same sources, Flink version
+    and compiler, which a hash stored next to the jars records. Raises JavaNotFoundError or
     JavaVersionError when no usable ``javac`` is found, SampleBuildError when compiling fails.
     """
     sources = (sources_dir or DEFAULT_SOURCES_DIR).absolute()
@@ -121,17 +121,21 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _run_tool(command: list[str], what: str) -> None:
+def _run_tool(command: list[str], description: str) -> None:
     logger.debug("running %s", command)
     try:
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=_JAVAC_TIMEOUT_SECONDS, check=False
         )
     except subprocess.TimeoutExpired:
-        raise SampleBuildError(f"{what} timed out after {_JAVAC_TIMEOUT_SECONDS} s") from None
+        raise SampleBuildError(
+            f"{description} timed out after {_JAVAC_TIMEOUT_SECONDS} s"
+        ) from None
     if completed.returncode != 0:
         output = (completed.stdout + completed.stderr).strip()
-        raise SampleBuildError(f"{what} failed with exit code {completed.returncode}:\n{output}")
+        raise SampleBuildError(
+            f"{description} failed with exit code {completed.returncode}:\n{output}"
+        )
 
 
 def _build_version(
@@ -143,6 +147,7 @@ def _build_version(
     if classes.exists():
         shutil.rmtree(classes)
     classes.mkdir()
+
     logger.info("compiling the sample job %s (%d source files)", version, len(files))
     _run_tool(
         [
@@ -159,6 +164,7 @@ def _build_version(
         ],
         f"javac of the sample job {version}",
     )
+
     partial = jar_path.with_name(jar_path.name + ".partial")
     partial.unlink(missing_ok=True)
     _run_tool(
@@ -176,6 +182,7 @@ def _build_version(
         f"jar of the sample job {version}",
     )
     os.replace(partial, jar_path)
+
     shutil.rmtree(classes)
     logger.info("built %s", jar_path)
 
@@ -211,14 +218,14 @@ def read_job_metric(
     for vertex in job.get("vertices", []):
         vertex_url = f"{base}/jobs/{job_id}/vertices/{vertex['id']}/metrics"
         available = [entry["id"] for entry in _get_json(vertex_url, timeout)]
-        wanted = [
+        matching_ids = [
             metric_id
             for metric_id in available
             if metric_id == metric_name or metric_id.endswith("." + metric_name)
         ]
-        if not wanted:
+        if not matching_ids:
             continue
-        query = urllib.parse.urlencode({"get": ",".join(wanted)})
+        query = urllib.parse.urlencode({"get": ",".join(matching_ids)})
         for entry in _get_json(f"{vertex_url}?{query}", timeout):
             try:
                 values.append(float(entry["value"]))

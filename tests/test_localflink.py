@@ -226,6 +226,12 @@ def test_workdir_with_space_rejected(tmp_path: Path) -> None:
         cluster.start()
 
 
+@pytest.mark.parametrize("key", ["rest.port", "rest.bind-address", "io.tmp.dirs"])
+def test_managed_config_key_rejected(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=f"config must not set {key}"):
+        LocalFlink(tmp_path, config={key: "x"})
+
+
 def test_rest_url_before_start(tmp_path: Path) -> None:
     with pytest.raises(LocalFlinkError, match="no Flink cluster was started"):
         _ = LocalFlink(tmp_path).rest_url
@@ -346,7 +352,9 @@ def test_cli_start_status_stop(
     workdir = tmp_path / "cli-cluster"
     cluster = LocalFlink(workdir)
     try:
-        assert cli.main(["local-flink", "start", "--workdir", str(workdir), "--slots", "2"]) == 0
+        argv = ["start", "--workdir", str(workdir), "--slots", "2"]
+        argv += ["--config", "rest.async.store-duration=10 min"]
+        assert cli.main(["local-flink", *argv]) == 0
         started = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert started["workdir"] == str(workdir)
         assert started["restUrl"].startswith("http://127.0.0.1:")
@@ -357,6 +365,9 @@ def test_cli_start_status_stop(
         status = json.loads(capsys.readouterr().out)
         assert status["running"] is True
         assert status["overview"]["slots-total"] == 2
+        entries = requests.get(f"{started['restUrl']}/jobmanager/config", timeout=30).json()
+        config = {entry["key"]: entry["value"] for entry in entries}
+        assert config["rest.async.store-duration"] == "10 min"
 
         # Stop from another process, as a pipeline step after `start` would.
         stopped = subprocess.run(
@@ -479,6 +490,7 @@ def test_port_race_then_forced_stop(
         ["start", "--slots", "many"],
         ["start", "--slots", "0"],
         ["start", "--config", "no-equals-sign"],
+        ["start", "--config", "rest.bind-address=0.0.0.0"],
     ],
 )
 def test_cli_bad_usage(argv: list[str], tmp_path: Path) -> None:

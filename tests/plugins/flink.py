@@ -96,15 +96,17 @@ def wait_for_job_state(
     rest_url: str, job_id: str, states: Iterable[str], timeout: float = 60
 ) -> dict[str, Any]:
     """Wait until the job is in one of ``states`` and return its details."""
-    wanted = set(states)
+    expected_states = set(states)
     deadline = time.monotonic() + timeout
     details: dict[str, Any] = {}
     while time.monotonic() < deadline:
         details = job_details(rest_url, job_id)
-        if details["state"] in wanted:
+        if details["state"] in expected_states:
             return details
         time.sleep(0.5)
-    pytest.fail(f"job {job_id} not in {sorted(wanted)} within {timeout} s: {details.get('state')}")
+    pytest.fail(
+        f"job {job_id} not in {sorted(expected_states)} within {timeout} s: {details.get('state')}"
+    )
 
 
 def wait_for_tasks_running(rest_url: str, job_id: str, timeout: float = 60) -> dict[str, Any]:
