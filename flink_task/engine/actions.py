@@ -386,18 +386,26 @@ class Engine:
         new_spec = rec.spec_of(record)
         job_id = record["jobId"]
         retained = self.watch.checkpoints_retained_on_cancel(job_id)
-        if not retained and not record.get("lastSavePoint"):
+        has_checkpoint = retained and self.watch.latest_checkpoint(job_id) is not None
+        if not has_checkpoint and not record.get("lastSavePoint"):
             record.update(previous)
             raise ActionFailure(
-                f"LAST_STATE_UPDATE needs retained checkpoints or a savepoint, and job {job_id} "
+                f"LAST_STATE_UPDATE needs a retained checkpoint or a savepoint, and job {job_id} "
                 "has neither: set execution.checkpointing.externalized-checkpoint-retention to "
-                "RETAIN_ON_CANCELLATION (and execution.checkpointing.dir), or use UPDATE, "
-                "which takes a savepoint first. The job is still running."
+                "RETAIN_ON_CANCELLATION (and execution.checkpointing.dir) and wait for a "
+                "checkpoint, or use UPDATE, which takes a savepoint first. The job is still "
+                "running."
             )
         self._cancel_and_wait(record)
-        restore_path = self.watch.latest_checkpoint(job_id) if retained else None
+        restore_path = self.watch.await_latest_checkpoint(job_id) if retained else None
         if restore_path is None:
-            restore_path = record["lastSavePoint"]
+            restore_path = record.get("lastSavePoint")
+            if restore_path is None:
+                raise ActionFailure(
+                    f"Job {job_id} was cancelled, but Flink reports no retained checkpoint to "
+                    "restore from, and the job has no savepoint. Look for the newest chk-* "
+                    "folder in the checkpoint directory and run START with it as savePointName."
+                )
             logger.warning(
                 "No retained checkpoint of job %s; restoring from the last savepoint %s",
                 job_id,
@@ -408,8 +416,8 @@ class Engine:
     def _do_re_launch(self, record: dict[str, Any]) -> None:
         restore_path = None
         job_id = record.get("jobId")
-        if job_id:
-            restore_path = self.watch.latest_checkpoint(job_id)
+        if job_id and self.watch.checkpoints_externalized(job_id):
+            restore_path = self.watch.await_latest_checkpoint(job_id)
         restore_path = restore_path or record.get("lastSavePoint")
         spec = dict(record.get("deployed") or rec.spec_of(record))
         self._deploy(record, spec, restore_path=restore_path)

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
 _CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
 _DEFAULT_CHECKPOINT_TIMEOUT = 600.0  # Flink's default execution.checkpointing.timeout
+# Longer than Flink's default checkpoint statistics cache of 3 s, with room for a busy cluster.
+_CHECKPOINT_STATISTICS_WAIT = 15.0
 # Flink raises this when the savepoint of a stop exists but the job failed while stopping. Its
 # message template in flink-dist 2.3.0 is "A savepoint has been created at: %s, but the
 # corresponding job %s failed during stopping. ..."
@@ -172,6 +174,15 @@ class JobWatcher:
                 "stop later. Raise execution.checkpointing.timeout or look for backpressure"
             ) from None
 
+    def checkpoints_externalized(self, job_id: str) -> bool:
+        """Return whether the job keeps its checkpoints after it fails (False when unknown)."""
+        try:
+            config = self.flink.checkpoint_config(job_id)
+        except FlinkRestError as exc:
+            logger.info("No checkpoint configuration for job %s: %s", job_id, exc.root_cause)
+            return False
+        return bool((config.get("externalization") or {}).get("enabled"))
+
     def checkpoints_retained_on_cancel(self, job_id: str) -> bool:
         """Return whether the job's checkpoints are externalized and kept after a cancel."""
         externalization = self.flink.checkpoint_config(job_id).get("externalization") or {}
@@ -181,16 +192,44 @@ class JobWatcher:
     def latest_checkpoint(self, job_id: str) -> str | None:
         """Return the path of the job's latest retained checkpoint or savepoint, if any."""
         try:
-            latest = self.flink.checkpoints(job_id).get("latest") or {}
+            statistics = self.flink.checkpoints(job_id)
         except FlinkRestError as exc:
             logger.info("No checkpoint statistics for job %s: %s", job_id, exc.root_cause)
             return None
-        candidates = [latest.get("completed") or {}, latest.get("savepoint") or {}]
-        usable = [item for item in candidates if _is_restorable(item)]
-        if not usable:
+        newest = _newest_checkpoint(statistics)
+        return str(newest["external_path"]) if newest and _is_restorable(newest) else None
+
+    def await_latest_checkpoint(self, job_id: str) -> str | None:
+        """Return the latest retained checkpoint of an ended job, waiting for fresh statistics.
+
+        Flink serves checkpoint statistics from a cache (``rest.cache.checkpoint-statistics
+        .timeout``, by default the web refresh interval of 3 s). Right after a cancel, the
+        newest checkpoint can still be one that the final checkpoint has replaced and
+        discarded, so the statistics are read again until the newest one is restorable.
+        """
+
+        def check() -> str | None:
+            return self.latest_checkpoint(job_id)
+
+        try:
+            return self._poller.wait(
+                f"a retained checkpoint of job {job_id}", check, _CHECKPOINT_STATISTICS_WAIT
+            )
+        except WaitTimeoutError:
             return None
-        newest = max(usable, key=lambda item: item.get("latest_ack_timestamp") or 0)
-        return str(newest["external_path"])
+
+
+def _newest_checkpoint(statistics: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Return the completed checkpoint or savepoint with the highest id in the statistics."""
+    latest = statistics.get("latest") or {}
+    candidates = [latest.get("completed"), latest.get("savepoint")]
+    candidates += [item for item in statistics.get("history") or [] if item]
+    completed = [
+        item for item in candidates if item and str(item.get("status", "COMPLETED")) == "COMPLETED"
+    ]
+    if not completed:
+        return None
+    return max(completed, key=lambda item: int(item.get("id") or 0))
 
 
 def _is_restorable(checkpoint: Mapping[str, Any]) -> bool:

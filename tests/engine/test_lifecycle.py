@@ -120,6 +120,8 @@ def test_last_state_update_uses_checkpoint(
     restored = restored_path(rest_url, updated["jobId"])
     assert restored is not None
     assert f"/{created['jobId']}/chk-" in restored
+    retained = sorted((tmp_path / "checkpoints" / created["jobId"]).glob("chk-*"))
+    assert [folder.name for folder in retained] == [restored.rsplit("/", 1)[1]]
     assert job_state(rest_url, created["jobId"]) == "CANCELED"
     assert metric_at_least(rest_url, updated["jobId"], "restoredKeys", 1) >= 1
     assert metric_at_least(rest_url, updated["jobId"], "version", 2) == 2

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from flink_task.engine.records import ActionFailure
-from flink_task.engine.watch import all_tasks_running, savepoint_location, task_summary
+from flink_task.engine.waits import Timeouts
+from flink_task.engine.watch import (
+    JobWatcher,
+    all_tasks_running,
+    savepoint_location,
+    task_summary,
+)
 
 JOB = "a" * 32
 
@@ -88,3 +94,56 @@ def test_task_summary() -> None:
 
     assert task_summary(details) == "CREATED 2, RUNNING 3"
     assert task_summary({}) == "none yet"
+
+
+def checkpoint(number: int, *, discarded: bool = False, status: str = "COMPLETED") -> dict:
+    return {
+        "id": number,
+        "status": status,
+        "external_path": f"file:/cp/job/chk-{number}",
+        "discarded": discarded,
+    }
+
+
+class StatisticsClient:
+    """Serves a list of checkpoint statistics, one per call, as Flink's cache would."""
+
+    def __init__(self, replies: list[dict]) -> None:
+        self.replies = replies
+
+    def checkpoints(self, job_id: str) -> dict:
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+def watcher(replies: list[dict]) -> JobWatcher:
+    clock = {"now": 0.0}
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    timeouts = Timeouts(poll_interval=1.0, log_interval=100.0)
+    client = StatisticsClient(replies)
+    return JobWatcher(client, timeouts, clock=lambda: clock["now"], sleep=sleep)  # type: ignore[arg-type]
+
+
+def test_newest_checkpoint_from_history() -> None:
+    statistics = {
+        "latest": {"completed": checkpoint(10, discarded=True)},
+        "history": [checkpoint(12, status="IN_PROGRESS"), checkpoint(11), checkpoint(10)],
+    }
+
+    assert watcher([statistics]).latest_checkpoint(JOB) == "file:/cp/job/chk-11"
+
+
+def test_discarded_checkpoint_waits_for_fresh_statistics() -> None:
+    stale = {"latest": {"completed": checkpoint(10, discarded=True)}}
+    fresh = {"latest": {"completed": checkpoint(11)}}
+
+    assert watcher([stale, stale, fresh]).await_latest_checkpoint(JOB) == "file:/cp/job/chk-11"
+
+
+def test_unaddressable_checkpoint_is_not_restorable() -> None:
+    in_memory = checkpoint(3)
+    in_memory["external_path"] = "<checkpoint-not-externally-addressable>"
+
+    assert watcher([{"latest": {"completed": in_memory}}]).await_latest_checkpoint(JOB) is None
