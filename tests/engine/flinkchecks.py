@@ -29,10 +29,16 @@ def uploaded_jars(rest_url: str) -> list[str]:
     ]
 
 
-def restored_path(rest_url: str, job_id: str) -> str | None:
-    stats = requests.get(f"{rest_url}/jobs/{job_id}/checkpoints", timeout=_TIMEOUT).json()
-    restored = (stats.get("latest") or {}).get("restored") or {}
-    return restored.get("external_path")
+def restored_path(rest_url: str, job_id: str, wait: float = 15) -> str | None:
+    """Return the path the job restored from, waiting ``wait`` s for Flink's statistics cache."""
+    deadline = time.monotonic() + wait
+    while True:
+        stats = requests.get(f"{rest_url}/jobs/{job_id}/checkpoints", timeout=_TIMEOUT).json()
+        restored = (stats.get("latest") or {}).get("restored") or {}
+        path = restored.get("external_path")
+        if path is not None or time.monotonic() >= deadline:
+            return path
+        time.sleep(0.5)
 
 
 def local_path(url: str) -> Path:

@@ -76,7 +76,7 @@ def test_full_lifecycle_keeps_state(
     stateless = engine.run(job_request(name, "STATELESS_UPDATE", version="v1"))
     assert stateless["actionResult"] == "SUCCESS", stateless["jobOutput"]
     assert stateless["status"] == "RUNNING"
-    assert restored_path(rest_url, stateless["jobId"]) is None
+    assert restored_path(rest_url, stateless["jobId"], wait=0) is None
     assert job_state(rest_url, updated["jobId"]) == "CANCELED"
     assert metric_at_least(rest_url, stateless["jobId"], "version", 1) == 1
 
