@@ -61,8 +61,9 @@ class Engine:
     """Runs job actions against one Flink cluster and keeps their records in a JobStore.
 
     ``begin`` checks a request and marks the record IN_PROGRESS. ``execute`` carries the
-    action out and never raises for an action that fails: the record ends FAILED with the root
-    cause in jobOutput. ``recover`` settles records that a stopped process left IN_PROGRESS.
+    action out and does not raise for an action that fails: the record ends FAILED with the
+    root cause in jobOutput. Only a record that cannot be read or written raises StoreError.
+    ``recover`` settles records that a stopped process left IN_PROGRESS.
     Public methods return records as ClusterJob API properties.
     """
 
@@ -726,7 +727,12 @@ class Engine:
         try:
             self.watch.await_terminal(record.get("jobId") or "")
         except (ActionFailure, FlinkRestError) as exc:
-            logger.warning("Job %s of %s: %s", record.get("jobId"), record["jobName"], exc)
+            logger.warning(
+                "Job %s of %s did not end after its STOP: %s",
+                record.get("jobId"),
+                record["jobName"],
+                exc,
+            )
             return False
         record["status"] = STOPPED
         return True
