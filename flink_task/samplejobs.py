@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -192,8 +193,14 @@ def _build_version(
 
 
 def _get_json(url: str, timeout: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (caller's URL)
-        return json.load(response)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (caller's URL)
+            return json.load(response)
+    except urllib.error.HTTPError as error:
+        # The error holds the open response. Closing it releases the socket, and the status
+        # code stays readable.
+        error.close()
+        raise
 
 
 def read_job_metric(

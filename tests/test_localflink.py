@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -272,8 +273,11 @@ def test_install_redoes_interrupted(tmp_path: Path) -> None:
     (interrupted / "pyflink").mkdir(parents=True)
     (interrupted / "pyflink" / "half-written").write_text("")
 
-    home = install(cache)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        homes = list(pool.map(install, [cache, cache]))
+    home = homes[0]
 
+    assert homes[1] == home
     assert home == interrupted / "pyflink"
     assert not (home / "half-written").exists()
     assert (interrupted / ".flink-task-installed").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import urllib.error
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -280,6 +281,14 @@ def test_fail_after_ends_failed(local_flink: LocalFlink, v2_jar_id: str) -> None
     wait_for_job_state(rest, job_id, {"FAILED"}, timeout=90)
     exceptions = requests.get(f"{rest}/jobs/{job_id}/exceptions", timeout=30).json()
     assert "as requested by --fail-after" in str(exceptions)
+
+
+@pytest.mark.flink
+def test_read_metric_unknown_job(local_flink: LocalFlink) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        read_job_metric(local_flink.rest_url, "0" * 32, "maxCount")
+
+    assert raised.value.code == 404
 
 
 @pytest.mark.flink
