@@ -37,6 +37,7 @@ OUTPUT_NAMES = (
     "lastSavePoint",
     "savepoints",
     "job",
+    "jobs",
 )
 
 

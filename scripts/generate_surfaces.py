@@ -59,7 +59,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output("status", "Job status after the action: RUNNING, STOPPED, CANCELLED or FAILED."),
     Output(
         "actionResult",
-        "Result of the action: SUCCESS, FAILED, or IN_PROGRESS when the task did not wait.",
+        "Result of the action: SUCCESS, FAILED, or IN_PROGRESS when the task did not wait "
+        "or its deadline came first.",
     ),
     Output(
         "jobOutput",
@@ -68,6 +69,7 @@ OUTPUTS: tuple[Output, ...] = (
     Output("lastSavePoint", "Path of the job's last savepoint."),
     Output("savepoints", "The job's savepoints as a JSON array, newest first."),
     Output("job", "The whole job record as JSON."),
+    Output("jobs", "LIST only: every listed job record as a JSON array."),
 )
 
 # Display names of the Azure DevOps input groups, in the order the editor shows them.

@@ -109,4 +109,5 @@ def test_kebab_case_output_ids() -> None:
         "lastSavePoint": "last-save-point",
         "savepoints": "savepoints",
         "job": "job",
+        "jobs": "jobs",
     }
