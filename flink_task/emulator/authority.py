@@ -1,7 +1,11 @@
 """A Microsoft Entra ID (Azure AD) compatible authority for the emulator's service principal.
 
 It serves the OpenID configuration document that MSAL reads and a v2.0 token endpoint for the
-client-credentials grant, and it checks the bearer tokens sent to the job API. Tokens are
+client-credentials grant, and it checks the bearer tokens sent to the job API. A client
+authenticates with the client secret, with an assertion signed by a registered certificate,
+or with a federated assertion (an ID token of a trusted issuer whose issuer, subject and
+audience match a registered federated credential). ``flink_task.emulator.assertions`` checks
+the assertions. Tokens are
 random opaque strings. Only their SHA-256 digests are kept, in memory and in a private state
 file, so tokens stay valid across a restart while no usable token is ever written to disk.
 
@@ -18,6 +22,7 @@ import datetime
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import threading
 import time
@@ -27,12 +32,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from flink_task.emulator.assertions import FederatedCredential, verify_client_assertion
 from flink_task.emulator.errors import ApiError
-from flink_task.emulator.files import read_json, write_private_json
+from flink_task.emulator.files import read_json, write_private_json, write_private_text
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_LIFETIME = 3600
+CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(days=365)
 CLIENT_CREDENTIALS = "client_credentials"
 # Resources that tokens may be requested for besides the emulator's own base URL: the public
 # cloud's Azure Resource Manager, so a client configured for Azure works unchanged.
@@ -41,11 +53,31 @@ MANAGEMENT_RESOURCES = ("https://management.azure.com", "https://management.core
 
 @dataclass(frozen=True)
 class ServicePrincipal:
-    """The one application that may sign in: tenant, client id and client secret."""
+    """The one application that may sign in: tenant, client id and its credentials.
+
+    The client secret is always accepted. Certificates and federated credentials are
+    accepted in addition when registered.
+    """
 
     tenant_id: str
     client_id: str
     client_secret: str = field(repr=False)
+    certificates: tuple[x509.Certificate, ...] = ()
+    federated_credentials: tuple[FederatedCredential, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One access token issued: how the client authenticated, and when (epoch seconds).
+
+    ``method`` is ``secret``, ``certificate`` or ``federated``. ``subject`` is the
+    federated credential's subject, or the client id for the other methods.
+    """
+
+    method: str
+    subject: str
+    issued_at: float
+    expires_at: float
 
 
 @dataclass(frozen=True)
@@ -114,7 +146,11 @@ class TokenStore:
 
 
 class Authority:
-    """OpenID configuration, token endpoint and bearer-token check for one service principal."""
+    """OpenID configuration, token endpoint and bearer-token check for one service principal.
+
+    ``key_sets`` maps the ``iss`` of each trusted external issuer to its JSON Web Key Set,
+    for example ``{issuer.issuer: issuer.jwks()}`` of an ``OidcIssuer``.
+    """
 
     def __init__(
         self,
@@ -122,11 +158,23 @@ class Authority:
         tokens: TokenStore,
         *,
         token_lifetime: int = DEFAULT_TOKEN_LIFETIME,
+        key_sets: dict[str, dict[str, Any]] | None = None,
+        clock: Any = time.time,
     ) -> None:
         self.principal = principal
         self._tokens = tokens
         self._token_lifetime = token_lifetime
+        self._key_sets = dict(key_sets or {})
+        self._clock = clock
         self._base_url = ""
+        self._grants: list[Grant] = []
+        self._grants_lock = threading.Lock()
+
+    @property
+    def grants(self) -> list[Grant]:
+        """The access tokens issued since start, oldest first (no token values)."""
+        with self._grants_lock:
+            return list(self._grants)
 
     def set_base_url(self, base_url: str) -> None:
         """Set the public URL of the server, known once the listening port is bound."""
@@ -214,6 +262,7 @@ class Authority:
                 "token_endpoint_auth_methods_supported": [
                     "client_secret_post",
                     "client_secret_basic",
+                    "private_key_jwt",
                 ],
                 "scopes_supported": [".default"],
                 "tenant_region_scope": None,
@@ -233,10 +282,18 @@ class Authority:
                 f"The app requested an unsupported grant type '{grant_type}'. This authority "
                 f"supports only '{CLIENT_CREDENTIALS}'.",
             )
-        self._authenticate_client(form, authorization)
+        method, subject = self._authenticate_client(tenant, form, authorization)
         self._check_scope(_required_parameter(form, "scope"))
         token = self._tokens.issue(self._token_lifetime)
-        logger.info("issued a token to client %s", self.principal.client_id)
+        now = self._clock()
+        with self._grants_lock:
+            self._grants.append(Grant(method, subject, now, now + self._token_lifetime))
+        logger.info(
+            "issued a token to client %s (%s, subject %s)",
+            self.principal.client_id,
+            method,
+            subject,
+        )
         return AuthorityResponse(
             200,
             {
@@ -257,8 +314,15 @@ class Authority:
                 f"'{self.principal.tenant_id}' in the authority path.",
             )
 
-    def _authenticate_client(self, form: dict[str, list[str]], authorization: str | None) -> None:
-        """Check the client id and its credential (client_secret_post or client_secret_basic)."""
+    def _authenticate_client(
+        self, tenant: str, form: dict[str, list[str]], authorization: str | None
+    ) -> tuple[str, str]:
+        """Check the client id and its credential, and return the method and the subject.
+
+        The credential is a client assertion (private_key_jwt, certificate or federated)
+        when the form has one, else the client secret (client_secret_post or
+        client_secret_basic). Raises TokenError with Entra ID's AADSTS code otherwise.
+        """
         basic = _basic_credentials(authorization)
         client_id = basic[0] if basic else _first(form, "client_id")
         if not client_id:
@@ -271,14 +335,8 @@ class Authority:
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{self.principal.tenant_id}'. Check the client id.",
             )
-        if _first(form, "client_assertion"):
-            raise TokenError(
-                401,
-                "invalid_client",
-                7000219,
-                "This authority accepts only a client secret; client assertions are not "
-                "configured for this application.",
-            )
+        if _first(form, "client_assertion") or _first(form, "client_assertion_type"):
+            return self._verify_assertion(tenant, form)
         secret = basic[1] if basic else _first(form, "client_secret")
         if not secret:
             raise TokenError(
@@ -296,6 +354,36 @@ class Authority:
                 "Invalid client secret provided. Ensure the secret being sent in the request "
                 f"is the client secret value of app '{self.principal.client_id}'.",
             )
+        return "secret", self.principal.client_id
+
+    def _verify_assertion(self, tenant: str, form: dict[str, list[str]]) -> tuple[str, str]:
+        if not self.principal.certificates and not self.principal.federated_credentials:
+            raise TokenError(
+                401,
+                "invalid_client",
+                7000219,
+                "No certificate or federated credential is registered for application "
+                f"'{self.principal.client_id}', so it can authenticate with its client "
+                "secret only.",
+            )
+        # MSAL puts the token endpoint of the authority it was given into a certificate
+        # assertion's aud, with the tenant as the client wrote it.
+        endpoints = {
+            f"{self._base_url}/{tenant}/oauth2/v2.0/token",
+            f"{self._base_url}/{self.principal.tenant_id}/oauth2/v2.0/token",
+        }
+        result = verify_client_assertion(
+            {name: values[0] for name, values in form.items() if values},
+            client_id=self.principal.client_id,
+            token_endpoints=sorted(endpoints),
+            certificates=self.principal.certificates,
+            federated_credentials=self.principal.federated_credentials,
+            key_sets=self._key_sets,
+            now=self._clock(),
+        )
+        if not result.ok:
+            raise TokenError(result.status, result.error, result.aadsts, result.description)
+        return result.kind, result.subject
 
     def _check_scope(self, scope: str) -> None:
         scopes = scope.split()
@@ -323,6 +411,44 @@ class Authority:
         resources.add(f"https://localhost:{port}")
         resources.add(f"https://127.0.0.1:{port}")
         return resources
+
+
+def ensure_client_certificate(path: Path, client_id: str) -> x509.Certificate:
+    """Return the client certificate in ``path``, creating it with its key when missing.
+
+    The file is a PEM with the RSA private key and the self-signed certificate, which is
+    what ``clientCertificate`` of flink-task and azure-identity's CertificateCredential
+    read. It is written with mode 0600 because it contains the private key. A file whose
+    certificate has expired is replaced.
+    """
+    if path.exists():
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        if certificate.not_valid_after_utc > datetime.datetime.now(datetime.timezone.utc):
+            os.chmod(path, 0o600)
+            return certificate
+        logger.info("the client certificate %s has expired; creating a new one", path)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"flink-task client {client_id}")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + CLIENT_CERTIFICATE_LIFETIME)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    write_private_text(path, (key_pem + certificate_pem).decode("ascii"))
+    logger.info("created the client certificate %s", path)
+    return certificate
 
 
 def _split_tenant(path: str) -> tuple[str, str]:

@@ -23,11 +23,13 @@ from flink_task.emulator.clusters import (
     parse_storage_mapping,
 )
 from flink_task.emulator.emulator import (
+    DEFAULT_GITHUB_SUBJECT,
     DEFAULT_PAGE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     LOOPBACK_HOST,
     Emulator,
 )
+from flink_task.emulator.oidc_issuer import DEFAULT_LIFETIME_SECONDS
 from flink_task.errors import EXIT_CANCELLED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_UNEXPECTED
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_options(parser.add_argument_group("server"))
     _add_cluster_options(parser.add_argument_group("clusters"))
+    _add_sign_in_options(parser.add_argument_group("sign-in"))
     _add_tuning_options(parser.add_argument_group("limits and logging"))
     return parser
 
@@ -106,6 +109,39 @@ def _add_cluster_options(group: argparse._ArgumentGroup) -> None:
         default=[],
         metavar="PREFIX=FOLDER",
         help="serve jar URLs under PREFIX (for example abfs://...) from FOLDER (repeatable)",
+    )
+
+
+def _add_sign_in_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--client-certificate",
+        action="store_true",
+        help="also accept a client certificate: create one (PEM with its private key, mode "
+        "0600) in the state folder, or reuse it, and print its path as clientCertificateFile",
+    )
+    group.add_argument(
+        "--oidc-issuer",
+        action="store_true",
+        help="serve GitHub- and Azure DevOps-like ID token services on another loopback "
+        "HTTPS port and accept their tokens as federated credentials. The JSON line gives "
+        "their URLs and the files that contain their bearer tokens",
+    )
+    group.add_argument(
+        "--id-token-lifetime",
+        type=int,
+        default=DEFAULT_LIFETIME_SECONDS,
+        help="lifetime of the ID tokens of --oidc-issuer, in seconds (default: %(default)s)",
+    )
+    group.add_argument(
+        "--github-subject",
+        default=DEFAULT_GITHUB_SUBJECT,
+        help="sub claim of the GitHub-like ID tokens and of the federated credential that "
+        "accepts them (default: %(default)s)",
+    )
+    group.add_argument(
+        "--azure-devops-service-connection",
+        help="service connection id whose Azure DevOps-like ID tokens are accepted "
+        "(default: a UUID stored in the state folder)",
     )
 
 
@@ -199,6 +235,11 @@ def _create(args: argparse.Namespace) -> Emulator:
         start_flink=args.start_flink,
         flink_slots=args.flink_slots,
         shutdown_timeout=args.shutdown_timeout,
+        client_certificate=args.client_certificate,
+        start_oidc_issuer=args.oidc_issuer,
+        id_token_lifetime=args.id_token_lifetime,
+        github_subject=args.github_subject,
+        azure_devops_service_connection=args.azure_devops_service_connection,
     )
 
 

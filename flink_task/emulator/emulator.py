@@ -21,11 +21,13 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from flink_task.emulator.assertions import FederatedCredential
 from flink_task.emulator.authority import (
     DEFAULT_TOKEN_LIFETIME,
     Authority,
     ServicePrincipal,
     TokenStore,
+    ensure_client_certificate,
 )
 from flink_task.emulator.clusters import (
     DEFAULT_CLUSTER,
@@ -37,6 +39,7 @@ from flink_task.emulator.clusters import (
 )
 from flink_task.emulator.files import read_json, write_private_json, write_private_text
 from flink_task.emulator.jobapi import ClusterService, JobApi, JobEngine
+from flink_task.emulator.oidc_issuer import DEFAULT_LIFETIME_SECONDS, OidcIssuer
 from flink_task.emulator.operations import OperationStore
 from flink_task.emulator.server import EmulatorApp, TlsHttpServer
 from flink_task.emulator.tls import ensure_certificates, server_context
@@ -51,6 +54,10 @@ MIN_REMOTE_SECRET_LENGTH = 16
 IDENTITY_FILE = "identity.json"
 STATE_LOCK_FILE = "emulator.lock"
 SECRET_FILE = "client-secret"  # noqa: S105 (a file name)
+CLIENT_CERTIFICATE_FILE = "client-certificate.pem"
+GITHUB_REQUEST_TOKEN_FILE = "github-request-token"  # noqa: S105 (a file name)
+AZURE_DEVOPS_ACCESS_TOKEN_FILE = "azure-devops-access-token"  # noqa: S105 (a file name)
+DEFAULT_GITHUB_SUBJECT = "repo:contoso/flink-jobs:ref:refs/heads/main"
 
 
 class Emulator:
@@ -61,6 +68,13 @@ class Emulator:
     client secret, certificates and job records live in `state_dir` and are reused on the next
     start. Binding to a non-loopback `host` needs `allow_remote=True` and an operator-chosen
     `client_secret`.
+
+    With `client_certificate=True` the service principal also accepts assertions signed by a
+    certificate whose PEM (with its private key) is kept in the state folder. With
+    `start_oidc_issuer=True` an `OidcIssuer` serves GitHub- and Azure DevOps-like ID token services
+    on its own loopback HTTPS port, and the principal trusts its tokens for two federated
+    credentials: `github_subject`, and the subject of the service connection
+    `azure_devops_service_connection` (default: a UUID stored in the state folder).
     """
 
     def __init__(
@@ -79,6 +93,11 @@ class Emulator:
         start_flink: bool = False,
         flink_slots: int = 4,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        client_certificate: bool = False,
+        start_oidc_issuer: bool = False,
+        id_token_lifetime: int = DEFAULT_LIFETIME_SECONDS,
+        github_subject: str = DEFAULT_GITHUB_SUBJECT,
+        azure_devops_service_connection: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.host = host
@@ -91,6 +110,16 @@ class Emulator:
         self.start_flink = start_flink
         self.flink_slots = flink_slots
         self.shutdown_timeout = shutdown_timeout
+        self.use_client_certificate = client_certificate
+        self.use_oidc_issuer = start_oidc_issuer
+        if id_token_lifetime < 1:
+            raise ConfigError(f"ID token lifetime must be at least 1 s, got {id_token_lifetime}")
+        self.id_token_lifetime = id_token_lifetime
+        self.github_subject = github_subject
+        self._requested_connection = azure_devops_service_connection
+        self.client_certificate_file: Path | None = None
+        self.oidc_issuer: OidcIssuer | None = None
+        self.authority: Authority | None = None
         self._explicit_secret = client_secret
         self._requested_subscription = subscription_id
         self.resource_group = resource_group or DEFAULT_RESOURCE_GROUP
@@ -126,9 +155,11 @@ class Emulator:
         """Return what a client needs to connect: URLs, CA file, ids and the secret's file.
 
         `clientSecretFile` is None when the operator supplied the secret, which is then never
-        written to disk. The secret itself is never part of the result.
+        written to disk. `clientCertificateFile` and `oidcIssuer` are present only when the
+        client certificate or the OIDC issuer is enabled. No secret or token is ever part of
+        the result, only the files that contain them.
         """
-        return {
+        info: dict[str, Any] = {
             "baseUrl": self.base_url,
             "caFile": str(self.ca_file),
             "tenantId": self.tenant_id,
@@ -149,6 +180,28 @@ class Emulator:
                 for config in self.clusters
             ],
         }
+        if self.client_certificate_file is not None:
+            info["clientCertificateFile"] = str(self.client_certificate_file)
+        if self.oidc_issuer is not None:
+            info["oidcIssuer"] = self._issuer_info(self.oidc_issuer)
+        return info
+
+    def _issuer_info(self, issuer: OidcIssuer) -> dict[str, Any]:
+        # The bearer tokens of the two token services are secrets, so only their files are
+        # named.
+        return {
+            "issuer": issuer.issuer,
+            "idTokenLifetime": issuer.lifetime_seconds,
+            "githubRequestUrl": issuer.github_request_url,
+            "githubRequestTokenFile": str(self.state_dir / GITHUB_REQUEST_TOKEN_FILE),
+            "githubSubject": issuer.github_subject,
+            "azureDevOpsRequestUri": issuer.azure_devops_request_uri,
+            "azureDevOpsAccessTokenFile": str(self.state_dir / AZURE_DEVOPS_ACCESS_TOKEN_FILE),
+            "azureDevOpsServiceConnectionId": self.azure_devops_service_connection,
+            "azureDevOpsSubject": issuer.azure_devops_subject(
+                self.azure_devops_service_connection
+            ),
+        }
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -166,8 +219,10 @@ class Emulator:
             if self.start_flink:
                 self._start_local_flink()
             self._start_services()
+            self._start_oidc_issuer(tls_files)
             self._serve(tls_files)
         except BaseException:
+            self._stop_oidc_issuer()
             self._stop_local_flink()
             self._state_lock.release()
             raise
@@ -180,6 +235,7 @@ class Emulator:
             self._server.close_connections()
             self._server.server_close()
             self._server = None
+        self._stop_oidc_issuer()
         self._wait_for_actions()
         self._stop_local_flink()
         if self._state_lock is not None:
@@ -241,6 +297,7 @@ class Emulator:
             or stored.get("subscriptionId")
             or str(uuid.uuid4()),
             "deploymentIds": dict(stored.get("deploymentIds") or {}),
+            "serviceConnectionId": stored.get("serviceConnectionId") or str(uuid.uuid4()),
         }
         for config in self.clusters:
             identity["deploymentIds"].setdefault(config.key, secrets.token_hex(8))
@@ -250,7 +307,15 @@ class Emulator:
         self.client_id = identity["clientId"]
         self.subscription_id = identity["subscriptionId"]
         self._deployment_ids: dict[str, str] = identity["deploymentIds"]
+        self.azure_devops_service_connection = (
+            self._requested_connection or identity["serviceConnectionId"]
+        )
         self._load_secret()
+        if self.use_client_certificate:
+            self.client_certificate_file = self.state_dir / CLIENT_CERTIFICATE_FILE
+            self._client_certificate = ensure_client_certificate(
+                self.client_certificate_file, self.client_id
+            )
 
     def _load_secret(self) -> None:
         if self._explicit_secret is not None:
@@ -335,12 +400,59 @@ class Emulator:
             if service is not None:
                 self._job_api.settle(service, operation)
 
+    def _start_oidc_issuer(self, tls_files: Any) -> None:
+        if not self.use_oidc_issuer:
+            return
+        issuer = OidcIssuer(
+            github_subject=self.github_subject, lifetime_seconds=self.id_token_lifetime
+        )
+        # The server certificate names 127.0.0.1, so clients trust the issuer with the same
+        # CA file as the job API.
+        issuer.start(server_context(tls_files))
+        self.oidc_issuer = issuer
+        write_private_text(
+            self.state_dir / GITHUB_REQUEST_TOKEN_FILE, issuer.github_request_token + "\n"
+        )
+        write_private_text(
+            self.state_dir / AZURE_DEVOPS_ACCESS_TOKEN_FILE,
+            issuer.azure_devops_access_token + "\n",
+        )
+
+    def _stop_oidc_issuer(self) -> None:
+        if self.oidc_issuer is not None:
+            self.oidc_issuer.stop()
+            self.oidc_issuer = None
+
+    def _principal(self) -> tuple[ServicePrincipal, dict[str, dict[str, Any]]]:
+        certificates = (self._client_certificate,) if self.use_client_certificate else ()
+        federated: tuple[FederatedCredential, ...] = ()
+        key_sets: dict[str, dict[str, Any]] = {}
+        issuer = self.oidc_issuer
+        if issuer is not None:
+            connection_subject = issuer.azure_devops_subject(self.azure_devops_service_connection)
+            federated = (
+                FederatedCredential(issuer.issuer, issuer.github_subject, name="github"),
+                FederatedCredential(issuer.issuer, connection_subject, name="azure-devops"),
+            )
+            key_sets[issuer.issuer] = issuer.jwks()
+        principal = ServicePrincipal(
+            self.tenant_id,
+            self.client_id,
+            self.client_secret,
+            certificates=certificates,
+            federated_credentials=federated,
+        )
+        return principal, key_sets
+
     def _serve(self, tls_files: Any) -> None:
+        principal, key_sets = self._principal()
         authority = Authority(
-            ServicePrincipal(self.tenant_id, self.client_id, self.client_secret),
+            principal,
             TokenStore(self.state_dir / "tokens.json"),
             token_lifetime=self.token_lifetime,
+            key_sets=key_sets,
         )
+        self.authority = authority
         server = TlsHttpServer(
             (self.host, self.port),
             server_context(tls_files),
