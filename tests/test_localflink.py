@@ -406,17 +406,20 @@ def test_watchdog_stops_orphaned_cluster(tmp_path: Path, flink_home: Path) -> No
         "print('started', flush=True)\n"
         "time.sleep(600)\n"
     )
-    owner = subprocess.Popen(
-        [sys.executable, "-c", owner_code],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    owner_log = tmp_path / "owner.log"
+    with owner_log.open("w") as owner_stderr:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", owner_code],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=owner_stderr,
+            text=True,
+        )
     cluster = LocalFlink(workdir)
     try:
         assert owner.stdout is not None
-        assert owner.stdout.readline().strip() == "started"
+        # The owner's start() has its own deadline, after which it prints nothing and exits.
+        assert owner.stdout.readline().strip() == "started", owner_log.read_text()
         assert cluster.is_running()
         watchdog = cluster.status()["pids"]["watchdog"]
 
