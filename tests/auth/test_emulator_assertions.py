@@ -1,7 +1,7 @@
 """The emulator's authority with client assertions: certificates and federated ID tokens.
 
 The emulator runs with a generated client certificate and its OIDC issuer. azure-identity's
-real credentials send the assertions, and the authority answers as Microsoft Entra ID does.
+real credentials send the assertions, and the authority responds as Microsoft Entra ID does.
 """
 
 from __future__ import annotations
