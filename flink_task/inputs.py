@@ -41,6 +41,8 @@ API_VERSIONS = (
 )
 DEFAULT_API_VERSION = "2024-05-01-preview"
 DEFAULT_MANAGEMENT_ENDPOINT = "https://management.azure.com"
+# Where the action runs: the HDInsight on AKS job API, or a Flink cluster's REST API directly.
+TARGETS = ("hdinsight", "flink")
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
@@ -140,6 +142,32 @@ INPUTS: tuple[Input, ...] = (
         kind="boolean",
         group="run",
     ),
+    Input(
+        "target",
+        "Where the action runs: flink (a Flink cluster's REST API, the default when flinkUrl "
+        "is set) or hdinsight (the HDInsight on AKS job API, the default when subscriptionId "
+        "and cluster are set).",
+        kind="choice",
+        choices=TARGETS,
+        group="cluster",
+    ),
+    Input(
+        "flinkUrl",
+        "Flink target: REST endpoint of the JobManager, an http:// or https:// URL.",
+        group="cluster",
+    ),
+    Input(
+        "stateDirectory",
+        "Flink target: where job records are kept between runs: a local path, a file:// URL "
+        "or abfs://container@account.dfs.core.windows.net/path.",
+        group="cluster",
+    ),
+    Input(
+        "flinkCaBundle",
+        "Flink target: PEM file of the CA certificates that sign the https flinkUrl "
+        "(default: the system trust store).",
+        group="cluster",
+    ),
     Input("subscriptionId", "Azure subscription id of the cluster.", group="cluster"),
     Input("resourceGroup", "Resource group of the cluster pool.", group="cluster"),
     Input("clusterPool", "Name of the HDInsight on AKS cluster pool.", group="cluster"),
@@ -209,6 +237,39 @@ INPUTS: tuple[Input, ...] = (
     Input(
         "audience",
         "Audience of the OIDC token requested from the pipeline (default api://AzureADTokenExchange).",
+        group="auth",
+    ),
+    Input(
+        "flinkToken",
+        "Flink target: bearer token for a proxy in front of the Flink REST API "
+        "(secret input or environment variable only).",
+        secret=True,
+        group="auth",
+    ),
+    Input(
+        "flinkUsername",
+        "Flink target: user name for basic authentication at a proxy in front of Flink.",
+        group="auth",
+    ),
+    Input(
+        "flinkPassword",
+        "Flink target: password for basic authentication (secret input or environment "
+        "variable only).",
+        secret=True,
+        group="auth",
+    ),
+    Input(
+        "flinkClientCertificate",
+        "Flink target: client certificate for mutual TLS, a PEM file path or the PEM text, "
+        "with its unencrypted private key unless flinkClientKey is given.",
+        secret=True,
+        group="auth",
+    ),
+    Input(
+        "flinkClientKey",
+        "Flink target: unencrypted private key of flinkClientCertificate, a PEM file path or "
+        "the PEM text.",
+        secret=True,
         group="auth",
     ),
     Input(

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from flink_task import apiversions, schemas
 from flink_task.errors import InputError
@@ -21,6 +21,7 @@ from flink_task.inputs import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
     DEFAULT_MANAGEMENT_ENDPOINT,
+    TARGETS,
     TASK_ACTIONS,
     describe_inputs,
     parse_bool,
@@ -57,6 +58,19 @@ INPUT_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 _CLUSTER_INPUTS = ("subscriptionId", "resourceGroup", "clusterPool", "cluster")
+# Inputs that only one target can use: giving one to the other target is an input error.
+HDINSIGHT_ONLY_INPUTS = (*_CLUSTER_INPUTS, "apiVersion", "managementEndpoint")
+FLINK_ONLY_INPUTS = (
+    "flinkUrl",
+    "stateDirectory",
+    "flinkCaBundle",
+    "flinkToken",
+    "flinkUsername",
+    "flinkPassword",
+    "flinkClientCertificate",
+    "flinkClientKey",
+)
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -403,3 +417,237 @@ def _merge_input_into_configuration(
 
 def _text(value: int | None) -> str | None:
     return None if value is None else str(value)
+
+
+# --- the Flink target -----------------------------------------------------------------------
+
+
+def choose_target(raw: Mapping[str, str]) -> str:
+    """Return ``flink`` or ``hdinsight`` for the inputs; raise InputError when it is unclear.
+
+    Without ``target``, flinkUrl selects flink and any cluster input (or an Azure DevOps
+    service connection) selects hdinsight. Inputs of the other target are rejected by name.
+    """
+    explicit = raw.get("target")
+    if explicit is not None:
+        target = explicit.strip().lower()
+        if target not in TARGETS:
+            raise InputError(
+                "target", f"unknown target {explicit!r}", "Use one of " + ", ".join(TARGETS)
+            )
+    elif "flinkUrl" in raw:
+        target = "flink"
+    elif any(name in raw for name in (*HDINSIGHT_ONLY_INPUTS, "azureSubscription")):
+        target = "hdinsight"
+    else:
+        raise InputError(
+            "target",
+            "no target: neither flinkUrl nor an HDInsight on AKS cluster is set",
+            "Set " + describe_inputs(["flinkUrl", "stateDirectory"]) + " to run against your "
+            "own Flink cluster, or " + describe_inputs(list(_CLUSTER_INPUTS)) + " for HDInsight "
+            "on AKS",
+        )
+    foreign = HDINSIGHT_ONLY_INPUTS if target == "flink" else FLINK_ONLY_INPUTS
+    given = [name for name in foreign if name in raw]
+    if given:
+        raise InputError(
+            ", ".join(given),
+            f"target {target} cannot use " + ", ".join(given),
+            "Remove "
+            + ("them" if len(given) > 1 else "it")
+            + ", or set target to "
+            + ("hdinsight" if target == "flink" else "flink"),
+        )
+    return target
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlinkTarget:
+    """A Flink cluster's REST API, how to reach it, and where the job records live."""
+
+    url: str
+    state_directory: str
+    ca_bundle: str | None = None
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    client_certificate: str | None = field(default=None, repr=False)
+    client_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlinkRunRequest:
+    """One validated run of the Flink target: the action and its runJob-style properties."""
+
+    action: str
+    job_name: str | None
+    properties: dict[str, Any] | None  # None for LIST
+    target: FlinkTarget
+    run_id: str | None
+    timeout_minutes: int
+    dry_run: bool
+    secret_values: list[str] = field(default_factory=list, repr=False)
+
+
+def build_flink_target(raw: Mapping[str, str]) -> FlinkTarget:
+    """Check flinkUrl, stateDirectory and the proxy and TLS inputs of the Flink target."""
+    url = raw.get("flinkUrl", "").rstrip("/")
+    if not url:
+        raise InputError(
+            "flinkUrl", "missing required input", "Set " + describe_inputs(["flinkUrl"])
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(
+            "flinkUrl",
+            f"invalid URL {url!r}",
+            "Use the JobManager's REST endpoint, such as https://flink.example.com:8081",
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InputError(
+            "flinkUrl",
+            "the URL must not contain a user, password, query or fragment",
+            "Give proxy credentials in flinkToken, or flinkUsername and flinkPassword",
+        )
+    state_directory = raw.get("stateDirectory")
+    if not state_directory:
+        raise InputError(
+            "stateDirectory",
+            "missing required input for target flink",
+            "Set " + describe_inputs(["stateDirectory"]) + " to a folder that outlives the "
+            "pipeline run (a local path, file:// URL or abfs:// URL), because Flink forgets "
+            "finished jobs",
+        )
+    check_storage_location("stateDirectory", state_directory, allow_https=False)
+    target = FlinkTarget(
+        url=url,
+        state_directory=state_directory,
+        ca_bundle=raw.get("flinkCaBundle"),
+        token=raw.get("flinkToken"),
+        username=raw.get("flinkUsername"),
+        password=raw.get("flinkPassword"),
+        client_certificate=raw.get("flinkClientCertificate"),
+        client_key=raw.get("flinkClientKey"),
+    )
+    _check_flink_credentials(target, parts.scheme, parts.hostname)
+    return target
+
+
+def _check_flink_credentials(target: FlinkTarget, scheme: str, host: str) -> None:
+    if target.token and (target.username or target.password):
+        raise InputError(
+            "flinkToken",
+            "flinkToken and flinkUsername/flinkPassword are both set",
+            "Use a bearer token or basic authentication, not both",
+        )
+    if bool(target.username) != bool(target.password):
+        missing = "flinkPassword" if target.username else "flinkUsername"
+        raise InputError(
+            missing,
+            "missing required input",
+            "Basic authentication needs both a user and password",
+        )
+    if target.client_key and not target.client_certificate:
+        raise InputError(
+            "flinkClientCertificate",
+            "missing required input",
+            "flinkClientKey is set, so give the client certificate as well",
+        )
+    if scheme == "https":
+        return
+    tls_inputs = [
+        name
+        for name, value in (
+            ("flinkCaBundle", target.ca_bundle),
+            ("flinkClientCertificate", target.client_certificate),
+        )
+        if value
+    ]
+    if tls_inputs:
+        raise InputError(
+            tls_inputs[0], "flinkUrl is http://, so TLS settings cannot apply", "Use https://"
+        )
+    if (target.token or target.password) and host not in _LOOPBACK_HOSTS:
+        raise InputError(
+            "flinkUrl",
+            "proxy credentials would be sent in clear text over http://",
+            "Use an https:// flinkUrl",
+        )
+
+
+def check_storage_location(input_name: str, location: str, *, allow_https: bool) -> None:
+    """Raise InputError unless ``location`` is a path, file://, abfs:// (or https:// URL)."""
+    parts = urlsplit(location)
+    if not parts.scheme or len(parts.scheme) == 1:  # a plain path, or a Windows drive
+        return
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise InputError(input_name, f"file URL {location!r} names a host", "Use file:///path")
+        return
+    if parts.scheme in ("abfs", "abfss"):
+        container, _, host = parts.netloc.partition("@")
+        if not container or not host.endswith(".dfs.core.windows.net") or host.count(".") < 4:
+            raise InputError(
+                input_name,
+                f"invalid ADLS Gen2 URL {location!r}",
+                "Use abfs://container@account.dfs.core.windows.net/path",
+            )
+        return
+    if allow_https and parts.scheme == "https" and parts.hostname:
+        return
+    allowed = "a local path, file://, abfs://" + (" or https://" if allow_https else "")
+    raise InputError(input_name, f"unsupported location {location!r}", f"Use {allowed}")
+
+
+def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> FlinkRunRequest:
+    """Validate the inputs of a Flink target run, before any network call."""
+    action = _read_action(raw, command)
+    job_name = raw.get("jobName")
+    if job_name is not None:
+        _check_job_name(job_name)
+    target = build_flink_target(raw)
+    if not parse_bool("wait", raw.get("wait"), True):
+        raise InputError(
+            "wait",
+            "the Flink target carries the action out in this process, so it always waits",
+            "Remove wait and bound the run with timeoutMinutes",
+        )
+    timeout = parse_positive_int("timeoutMinutes", raw.get("timeoutMinutes"), None)
+    dry_run = parse_bool("dryRun", raw.get("dryRun"), False)
+    if action == "LIST":
+        _reject_job_inputs_for_list(raw)
+        return FlinkRunRequest(
+            action=action,
+            job_name=job_name,
+            properties=None,
+            target=target,
+            run_id=None,
+            timeout_minutes=timeout or DEFAULT_TIMEOUT_MINUTES,
+            dry_run=dry_run,
+        )
+    if job_name is None:
+        raise InputError(
+            "jobName", "missing required input", "Set " + describe_inputs(["jobName"])
+        )
+    _reject_inputs_the_action_cannot_use(action, raw)
+    if "jobJarDirectory" in raw:
+        check_storage_location("jobJarDirectory", raw["jobJarDirectory"], allow_https=True)
+    run_id = raw.get("runId") or str(uuid.uuid4())
+    properties = _build_properties(action, job_name, raw, run_id)
+    schemas.validate_body({"properties": properties})
+    configuration = properties.get("flinkConfiguration", {})
+    secrets = secret_values_in_configuration(configuration)
+    secrets += secret_values_in_args(properties.get("args", ""))
+    jar_query = urlsplit(raw.get("jobJarDirectory", "")).query
+    if jar_query:
+        secrets.append(jar_query)  # a SAS token of an https:// jar folder
+    return FlinkRunRequest(
+        action=action,
+        job_name=job_name,
+        properties=properties,
+        target=target,
+        run_id=run_id,
+        timeout_minutes=timeout or DEFAULT_TIMEOUT_MINUTES,
+        dry_run=dry_run,
+        secret_values=secrets,
+    )

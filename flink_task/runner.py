@@ -46,14 +46,16 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     description = (
         "List jobs and their status."
         if command == "jobs"
-        else "Perform a Flink job action through the HDInsight on AKS job API."
+        else "Perform a Flink job action on a Flink cluster's REST API (target flink) or "
+        "through the HDInsight on AKS job API (target hdinsight)."
     )
     parser = argparse.ArgumentParser(
         prog=prog,
         description=description,
         epilog="Every input can also be set in its environment variable; flags win. "
-        "Secrets (clientSecret, clientCertificate, clientCertificatePassword) are read "
-        "from their environment variables only.",
+        "Secrets (clientSecret, clientCertificate, clientCertificatePassword, flinkToken, "
+        "flinkPassword, flinkClientCertificate, flinkClientKey) are read from their "
+        "environment variables only.",
     )
     parser.add_argument("--debug", action="store_true", help="Log debug details and tracebacks.")
     parser.add_argument("--version", action="version", version=f"flink-task {__version__}")
@@ -111,7 +113,12 @@ def _run(
     cancellation: Cancellation,
 ) -> int:
     from flink_task.auth import plan_sign_in
+    from flink_task.request import choose_target
 
+    if choose_target(raw) == "flink":
+        from flink_task import flinktarget
+
+        return flinktarget.run(command, flags, raw, environ, reporter, cancellation)
     sign_in = plan_sign_in(raw, environ)
     for secret in sign_in.secrets:
         reporter.mask(secret)

@@ -10,6 +10,10 @@ const SECRET_INPUTS = [
   'clientSecret',
   'clientCertificate',
   'clientCertificatePassword',
+  'flinkToken',
+  'flinkPassword',
+  'flinkClientCertificate',
+  'flinkClientKey',
 ];
 // END GENERATED secret-inputs
 

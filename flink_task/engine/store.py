@@ -47,6 +47,32 @@ def check_job_name(name: str) -> None:
         )
 
 
+def parse_record(text: str, name: str, where: str) -> dict[str, Any]:
+    """Return the record of job ``name`` stored as ``text`` at ``where``.
+
+    Raises CorruptRecordError for text that is not JSON, a record of another job, or fields
+    the engine relies on with the wrong type (a hand edit gone wrong). Nothing is changed.
+    """
+    fix = "it was left unchanged. Repair or move the file, then retry."
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptRecordError(f"job record {where} is not valid JSON ({exc}); {fix}") from exc
+    if not isinstance(record, dict) or record.get("jobName") != name:
+        raise CorruptRecordError(f"job record {where} is not a record of job {name!r}; {fix}")
+    savepoints = record.get("savepoints", [])
+    if not isinstance(savepoints, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in savepoints
+    ):
+        raise CorruptRecordError(
+            f"job record {where}: savepoints is not a list of objects with a path; {fix}"
+        )
+    for key in ("status", "action", "actionResult", "jobId", "lastSavePoint"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise CorruptRecordError(f"job record {where}: {key} is not a string; {fix}")
+    return record
+
+
 class JobStore:
     """Job records in ``directory``: ``<name>.json`` plus ``<name>.lock`` while an action runs.
 
@@ -80,19 +106,7 @@ class JobStore:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorruptRecordError(
-                f"job record {path} is not valid JSON ({exc}); it was left unchanged. "
-                "Repair or move the file, then retry."
-            ) from exc
-        if not isinstance(record, dict) or record.get("jobName") != name:
-            raise CorruptRecordError(
-                f"job record {path} is not a record of job {name!r}; it was left unchanged. "
-                "Repair or move the file, then retry."
-            )
-        return record
+        return parse_record(text, name, str(path))
 
     def save(self, record: dict[str, Any]) -> None:
         """Write a record atomically and durably."""
