@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime
 import hashlib
 import hmac
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_LIFETIME = 3600
 CLIENT_CERTIFICATE_LIFETIME = datetime.timedelta(days=365)
+# Grants kept in memory for inspection, so that a long-running emulator does not grow.
+MAX_GRANTS_KEPT = 10_000
 CLIENT_CREDENTIALS = "client_credentials"
 # Resources that tokens may be requested for besides the emulator's own base URL: the public
 # cloud's Azure Resource Manager, so a client configured for Azure works unchanged.
@@ -167,12 +170,12 @@ class Authority:
         self._key_sets = dict(key_sets or {})
         self._clock = clock
         self._base_url = ""
-        self._grants: list[Grant] = []
+        self._grants: collections.deque[Grant] = collections.deque(maxlen=MAX_GRANTS_KEPT)
         self._grants_lock = threading.Lock()
 
     @property
     def grants(self) -> list[Grant]:
-        """The access tokens issued since start, oldest first (no token values)."""
+        """The last MAX_GRANTS_KEPT access tokens issued, oldest first (no token values)."""
         with self._grants_lock:
             return list(self._grants)
 
