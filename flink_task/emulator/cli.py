@@ -75,8 +75,8 @@ def _add_server_options(group: argparse._ArgumentGroup) -> None:
         "--state-dir",
         type=Path,
         default=default_state_dir(),
-        help="folder for certificates, ids, the client secret and job records "
-        "(default: %(default)s)",
+        help="folder for certificates, ids, the client secret, the files of "
+        "--client-certificate and --oidc-issuer, and job records (default: %(default)s)",
     )
     group.add_argument("--host", default=LOOPBACK_HOST, help="address to listen on")
     group.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")
