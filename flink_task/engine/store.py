@@ -40,7 +40,7 @@ class JobLockedError(StoreError):
 
 def check_job_name(name: str) -> None:
     """Raise ValueError unless ``name`` is a valid job name (it is also a file name)."""
-    if not JOB_NAME_PATTERN.match(name or ""):
+    if not JOB_NAME_PATTERN.fullmatch(name or ""):
         raise ValueError(
             f"invalid job name {name!r}: use 1-63 lower-case letters, digits and hyphens, "
             "starting and ending with a letter or digit"
@@ -133,7 +133,7 @@ class JobStore:
         names = []
         for path in self.directory.glob(f"*{RECORD_SUFFIX}"):
             name = path.name[: -len(RECORD_SUFFIX)]
-            if JOB_NAME_PATTERN.match(name):
+            if JOB_NAME_PATTERN.fullmatch(name):
                 names.append(name)
         return sorted(names)
 
@@ -177,17 +177,24 @@ class JobStore:
                 "token": token,
             }
         )
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale(path)
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as stream:
-                stream.write(content)
-                stream.flush()
-                os.fsync(stream.fileno())
-            return token
+        # The lock file appears with its content in one step (a hard link to a complete
+        # temporary file), so a process killed while locking never leaves an empty lock that
+        # nobody could judge stale.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        with open(temporary, "w", encoding="utf-8") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        try:
+            for _ in range(2):
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:
+                    self._take_over_if_stale(path)
+                    continue
+                return token
+        finally:
+            temporary.unlink(missing_ok=True)
         holder = _read_lock(path)
         raise JobLockedError(
             f"job {path.name[: -len(LOCK_SUFFIX)]} is locked by another action "

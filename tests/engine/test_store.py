@@ -189,3 +189,19 @@ def test_lock_wait_until_released(tmp_path: Path) -> None:
     with store.lock("orders", "execute", wait=10):
         assert json.loads((tmp_path / "orders.lock").read_text())["purpose"] == "execute"
     holder.join(10)
+
+
+def test_job_name_with_newline_rejected(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    with pytest.raises(ValueError):
+        store.lock_path("orders\n")
+
+
+def test_lock_file_never_left_empty(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    with store.lock("orders", "test"):
+        content = json.loads(store.lock_path("orders").read_text())
+        assert content["pid"] == os.getpid()
+        assert content["purpose"] == "test"
+    assert not store.lock_path("orders").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
