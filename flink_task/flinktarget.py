@@ -106,12 +106,13 @@ def run(
     )
     if request.dry_run:
         plan: dict[str, Any] = {
-            "method": "ENGINE",
-            "url": target.url,
+            "target": "flink",
+            "flinkUrl": target.url,
             "stateDirectory": target.state_directory,
+            "action": request.action,
         }
         if request.properties is not None:
-            plan["body"] = {"properties": redact_properties(request.properties)}
+            plan["properties"] = redact_properties(request.properties)
         sys.stdout.write(reporter.record_json(plan) + "\n")
         logger.info("Dry run: nothing was sent")
         return EXIT_OK

@@ -26,9 +26,7 @@ def test_lifecycle_keeps_state(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     savepoints = tmp_path / "savepoints"
-    task = make_task(
-        flinkUrl=flink_url, stateDirectory=str(tmp_path / "state"), jobName=JOB
-    )
+    task = make_task(flinkUrl=flink_url, stateDirectory=str(tmp_path / "state"), jobName=JOB)
 
     code, new, err = task.run(
         capsys,
