@@ -262,8 +262,7 @@ class AdlsJobStore(JobStore):
         client = self.file_system.get_file_client(path)
         for _ in range(2):
             try:
-                result = client.upload_data(content.encode("utf-8"), overwrite=False)
-                return str(result.get("etag"))
+                return self._write_new_file(client, content.encode("utf-8"))
             except ResourceExistsError:
                 if not self._remove_if_expired(path):
                     return None
@@ -272,6 +271,20 @@ class AdlsJobStore(JobStore):
                     f"could not lock job {name} at {self._url(path)}: {_reason(exc)}"
                 ) from exc
         return None
+
+    @staticmethod
+    def _write_new_file(client: Any, data: bytes) -> str:
+        """Create a file that must not exist yet, write ``data`` and return its ETag.
+
+        Raises ResourceExistsError when the file exists. The data is flushed only if nobody
+        changed the file since its creation.
+        """
+        created = client.create_file(match_condition=MatchConditions.IfMissing)
+        client.append_data(data, offset=0, length=len(data))
+        flushed = client.flush_data(
+            len(data), etag=created["etag"], match_condition=MatchConditions.IfNotModified
+        )
+        return str(flushed["etag"])
 
     def _remove_if_expired(self, path: str) -> bool:
         holder, etag = self._read_lock(path)
