@@ -1,8 +1,8 @@
 """The Flink target: one action carried out by the engine, in this process, on any Flink cluster.
 
-The run reaches the JobManager's REST API directly (optionally through a proxy that wants a
-bearer token or basic authentication, and with a custom CA or a client certificate), keeps
-the job records in ``stateDirectory`` (local or ADLS Gen2), and downloads jars from local,
+The run calls the JobManager's REST API directly, optionally through a proxy that takes a
+bearer token or basic authentication, and with a custom CA or a client certificate. It keeps
+the job records in ``stateDirectory`` (local or ADLS Gen2) and downloads jars from local,
 ``abfs://`` or ``https://`` folders. The engine's waits sleep through the run's Waiter, so the
 ``timeoutMinutes`` deadline and SIGINT/SIGTERM stop them. An interrupted action leaves its
 record IN_PROGRESS and unlocked; the next run reconciles it with Flink (``Engine.recover``)

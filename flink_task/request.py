@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, urlencode, urlsplit
 
 from flink_task import apiversions, schemas
 from flink_task.errors import InputError
@@ -492,6 +492,34 @@ class FlinkRunRequest:
 def build_flink_target(raw: Mapping[str, str]) -> FlinkTarget:
     """Check flinkUrl, stateDirectory and the proxy and TLS inputs of the Flink target."""
     url = raw.get("flinkUrl", "").rstrip("/")
+    parts = _check_flink_url(url)
+
+    state_directory = raw.get("stateDirectory")
+    if not state_directory:
+        raise InputError(
+            "stateDirectory",
+            "missing required input for target flink",
+            "Set " + describe_inputs(["stateDirectory"]) + " to a folder that outlives the "
+            "pipeline run (a local path, file:// URL or abfs:// URL), because Flink forgets "
+            "finished jobs",
+        )
+    check_storage_location("stateDirectory", state_directory, allow_https=False)
+
+    target = FlinkTarget(
+        url=url,
+        state_directory=state_directory,
+        ca_bundle=raw.get("flinkCaBundle"),
+        token=raw.get("flinkToken"),
+        username=raw.get("flinkUsername"),
+        password=raw.get("flinkPassword"),
+        client_certificate=raw.get("flinkClientCertificate"),
+        client_key=raw.get("flinkClientKey"),
+    )
+    _check_flink_credentials(target, parts.scheme, parts.hostname or "")
+    return target
+
+
+def _check_flink_url(url: str) -> SplitResult:
     if not url:
         raise InputError(
             "flinkUrl", "missing required input", "Set " + describe_inputs(["flinkUrl"])
@@ -509,28 +537,7 @@ def build_flink_target(raw: Mapping[str, str]) -> FlinkTarget:
             "the URL must not contain a user, password, query or fragment",
             "Give proxy credentials in flinkToken, or flinkUsername and flinkPassword",
         )
-    state_directory = raw.get("stateDirectory")
-    if not state_directory:
-        raise InputError(
-            "stateDirectory",
-            "missing required input for target flink",
-            "Set " + describe_inputs(["stateDirectory"]) + " to a folder that outlives the "
-            "pipeline run (a local path, file:// URL or abfs:// URL), because Flink forgets "
-            "finished jobs",
-        )
-    check_storage_location("stateDirectory", state_directory, allow_https=False)
-    target = FlinkTarget(
-        url=url,
-        state_directory=state_directory,
-        ca_bundle=raw.get("flinkCaBundle"),
-        token=raw.get("flinkToken"),
-        username=raw.get("flinkUsername"),
-        password=raw.get("flinkPassword"),
-        client_certificate=raw.get("flinkClientCertificate"),
-        client_key=raw.get("flinkClientKey"),
-    )
-    _check_flink_credentials(target, parts.scheme, parts.hostname)
-    return target
+    return parts
 
 
 def _check_flink_credentials(target: FlinkTarget, scheme: str, host: str) -> None:
@@ -606,6 +613,7 @@ def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> 
     if job_name is not None:
         _check_job_name(job_name)
     target = build_flink_target(raw)
+
     if not parse_bool("wait", raw.get("wait"), True):
         raise InputError(
             "wait",
@@ -614,6 +622,7 @@ def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> 
         )
     timeout = parse_positive_int("timeoutMinutes", raw.get("timeoutMinutes"), None)
     dry_run = parse_bool("dryRun", raw.get("dryRun"), False)
+
     if action == "LIST":
         _reject_job_inputs_for_list(raw)
         return FlinkRunRequest(
@@ -629,6 +638,7 @@ def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> 
         raise InputError(
             "jobName", "missing required input", "Set " + describe_inputs(["jobName"])
         )
+
     _reject_inputs_the_action_cannot_use(action, raw)
     if "jobJarDirectory" in raw:
         check_storage_location("jobJarDirectory", raw["jobJarDirectory"], allow_https=True)

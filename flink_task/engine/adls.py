@@ -1,8 +1,9 @@
 """Job records on Azure Data Lake Storage Gen2, with the same contract as the local JobStore.
 
-A record is written to a temporary file and renamed over ``<name>.json`` (a rename is atomic
-in a hierarchical namespace), on the condition that the record still has the ETag this store
-last read or wrote: a record changed by anyone else is never overwritten. The lock of a job is
+A record is written to a temporary file and renamed over ``<name>.json``, because a rename is
+atomic in a hierarchical namespace. The rename succeeds only while the record still has the
+ETag this store last read or wrote, so a record changed by another writer is not overwritten
+(the conflict raises RecordConflictError). The lock of a job is
 the file ``<name>.lock``, created only if absent (``If-None-Match: *``) and removed only if
 unchanged (``If-Match``). A lock whose expiry has passed is removed by the next run.
 """
@@ -276,8 +277,8 @@ class AdlsJobStore(JobStore):
     def _write_new_file(client: Any, data: bytes) -> str:
         """Create a file that must not exist yet, write ``data`` and return its ETag.
 
-        Raises ResourceExistsError when the file exists. The data is flushed only if nobody
-        changed the file since its creation.
+        Raises ResourceExistsError when the file exists. The data is flushed only if no other
+        writer changed the file since its creation.
         """
         created = client.create_file(match_condition=MatchConditions.IfMissing)
         client.append_data(data, offset=0, length=len(data))

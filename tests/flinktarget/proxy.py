@@ -1,8 +1,9 @@
 """A loopback proxy in front of the session's Flink REST API, with switchable misbehaviour.
 
 It can require a bearer token or basic credentials (401 otherwise), serve HTTPS and require a
-client certificate, drop the response of the first jar run (Flink did start the job), and
-delay reads of single jobs so a run stays in its wait long enough to be interrupted.
+client certificate, and drop the response of the first jar run although Flink started the
+job. While ``hold_jobs`` is set it reports every job as INITIALIZING, so a run stays in its
+wait for RUNNING until the test clears it.
 """
 
 from __future__ import annotations

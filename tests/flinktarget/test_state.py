@@ -1,8 +1,8 @@
 """Job records of the Flink target in a local stateDirectory, on the session's real Flink.
 
 Concurrent, cancelled and killed runs are real processes (``python -m flink_task``) that talk
-to Flink through a loopback proxy. The proxy reports the new job as INITIALIZING while the
-test holds it, so the first run stays in its wait for RUNNING as long as the test needs.
+to Flink through a loopback proxy. The proxy reports the new job as INITIALIZING until the
+test clears ``hold_jobs``, so the first run stays in its wait for RUNNING as long as needed.
 """
 
 from __future__ import annotations
