@@ -306,10 +306,12 @@ def _perform(request: FlinkRunRequest, engine: Engine, reporter: Reporter) -> in
     except RunInterrupted as stop:
         return _interrupted(request, engine, reporter, stop)
     except (EngineError, StoreError) as exc:
-        raise ActionFailedError(f"{request.action} of job {name} was rejected: {exc}") from None
+        # EngineError: begin() rejected the action. StoreError: a record could not be read,
+        # locked or written, before or during the action.
+        raise ActionFailedError(f"{request.action} of job {name} failed: {exc}") from None
     if request.action == "DELETE" and record.get("actionResult") == "SUCCESS":
         record = {**record, "status": "DELETED"}
-    _write_outputs(request, record, reporter)  # type: ignore[arg-type]
+    _write_outputs(request, record, reporter)
     if record.get("actionResult") == "FAILED":
         output = reporter.untrusted(str(record.get("jobOutput") or "no output"))
         reporter.fail(f"{request.action} of job {name} FAILED: {output}")
@@ -342,7 +344,7 @@ def _interrupted(
         logger.error("Could not read the record of job %s: %s", name, exc)
         record = {"jobName": name}
     record = {**record, "actionResult": "IN_PROGRESS"}
-    _write_outputs(request, record, reporter)  # type: ignore[arg-type]
+    _write_outputs(request, record, reporter)
     state = f"last known state: {_short_state(record)}"
     leftover = "The record stays IN_PROGRESS; the next run reconciles it with Flink before acting"
     if isinstance(stop.cause, CancelledError):
@@ -378,7 +380,7 @@ def _list(
     records = [redact_properties(_with_live_state(engine, record)) for record in records]
     outputs = {"jobs": json.dumps(records, sort_keys=True)}
     if request.job_name is not None:
-        outputs.update(_outputs_for(request, records[0]))  # type: ignore[arg-type]
+        outputs.update(_outputs_for(request, records[0]))
     reporter.set_outputs(outputs)
     reporter.summary(
         f"Jobs in {request.target.state_directory}",

@@ -23,7 +23,7 @@ from flink_task.errors import (
 from flink_task.inputs import INPUTS, add_input_flags, collect_raw_inputs
 from flink_task.redact import redact_properties
 from flink_task.report import ConsoleReporter, Reporter, detect_reporter
-from flink_task.request import RunRequest, build_run_request
+from flink_task.request import FlinkRunRequest, RunRequest, build_run_request
 from flink_task.waiting import Cancellation, Waiter
 
 logger = logging.getLogger("flink_task")
@@ -227,7 +227,9 @@ def _list(
     return EXIT_OK
 
 
-def _outputs_for(request: RunRequest, record: Mapping[str, Any]) -> dict[str, str]:
+def _outputs_for(
+    request: RunRequest | FlinkRunRequest, record: Mapping[str, Any]
+) -> dict[str, str]:
     record = redact_properties(record)
     outputs = {
         "jobId": str(record.get("jobId") or ""),
@@ -243,7 +245,9 @@ def _outputs_for(request: RunRequest, record: Mapping[str, Any]) -> dict[str, st
     return outputs
 
 
-def _write_outputs(request: RunRequest, record: Mapping[str, Any], reporter: Reporter) -> None:
+def _write_outputs(
+    request: RunRequest | FlinkRunRequest, record: Mapping[str, Any], reporter: Reporter
+) -> None:
     outputs = _outputs_for(request, record)
     reporter.set_outputs(outputs)
     rows = [(name, outputs[name]) for name in OUTPUT_NAMES if name in outputs and name != "job"]
