@@ -73,7 +73,11 @@ class RunInterrupted(BaseException):
 
 
 def interruptible_sleep(waiter: Waiter) -> Callable[[float], None]:
-    """Return a sleep function that ends early, raising RunInterrupted, at the deadline."""
+    """Return a sleep function that ends early, raising RunInterrupted, at the deadline.
+
+    NOTE: a REST call in flight is not interrupted; the signal or deadline takes effect at
+    the next sleep, up to one request timeout (30 s, 300 s for jar uploads) later.
+    """
 
     def sleep(seconds: float) -> None:
         try:

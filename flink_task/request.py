@@ -592,6 +592,7 @@ def check_storage_location(input_name: str, location: str, *, allow_https: bool)
             raise InputError(input_name, f"file URL {location!r} names a host", "Use file:///path")
         return
     if parts.scheme in ("abfs", "abfss"):
+        # NOTE: only the public cloud's dfs.core.windows.net; sovereign clouds are rejected.
         container, _, host = parts.netloc.partition("@")
         if not container or not host.endswith(".dfs.core.windows.net") or host.count(".") < 4:
             raise InputError(

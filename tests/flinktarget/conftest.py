@@ -42,6 +42,7 @@ class Task:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, base: dict[str, str]) -> None:
         self.monkeypatch = monkeypatch
         self.base = base
+        self.stdout = ""
 
     def run(
         self, capsys: pytest.CaptureFixture[str], action: str, *argv: str, **inputs: str
@@ -57,6 +58,7 @@ class Task:
             capsys.readouterr()
             code = main(list(argv))
             out, err = capsys.readouterr()
+        self.stdout = out
         record = json.loads(out) if out.strip().startswith("{") else {}
         return code, record, err
 

@@ -89,6 +89,12 @@ def test_lifecycle_keeps_state(
     assert code == 0, err
     assert [(job["jobName"], job["flinkState"]) for job in jobs["jobs"]] == [(JOB, "RUNNING")]
 
+    code, _, err = task.run(capsys, "LIST", "jobs", jobName="")
+    assert code == 0, err
+    header, row = task.stdout.splitlines()
+    assert header.split() == ["jobName", "status", "flinkState", "action", "actionResult", "jobId"]
+    assert row.split()[:3] == [JOB, "RUNNING", "RUNNING"]
+
     code, cancelled, err = task.run(capsys, "CANCEL")
     assert code == 0, err
     assert cancelled["status"] == "CANCELLED"
@@ -102,3 +108,36 @@ def test_lifecycle_keeps_state(
     code, after, err = task.run(capsys, "LIST", jobName="")
     assert code == 0, err
     assert after["jobs"] == []
+
+
+def test_failed_savepoint_keeps_job_running(
+    make_task: Any,
+    flink_url: str,
+    jar_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Flink reports the savepoint COMPLETED with a failure cause; the action is FAILED."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the savepoint folder should be", encoding="utf-8")
+    task = make_task(flinkUrl=flink_url, stateDirectory=str(tmp_path / "state"), jobName=JOB)
+    code, new, err = task.run(
+        capsys,
+        "NEW",
+        jobJarDirectory=str(jar_dir),
+        jarName="flink-task-sample-v1.jar",
+        entryClass=ENTRY_CLASS,
+        parallelism="1",
+    )
+    assert code == 0, err
+
+    code, failed, err = task.run(
+        capsys, "SAVEPOINT", savepointDirectory=(blocker / "savepoints").as_uri()
+    )
+
+    assert code == 1
+    assert failed["actionResult"] == "FAILED"
+    assert failed["status"] == "RUNNING"
+    assert failed["jobOutput"].startswith(f"Savepoint of job {new['jobId']} failed: ")
+    assert "lastSavePoint" not in failed
+    assert f"SAVEPOINT of job {JOB} FAILED" in err

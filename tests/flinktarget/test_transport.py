@@ -199,6 +199,18 @@ def test_mutual_tls_with_custom_ca(
         assert code == 1
         assert "cannot read the Flink version" in err
 
+        certificate_file = tmp_path / "client.pem"
+        key_file = tmp_path / "client.key"
+        client.cert_chain_pems[0].write_to_path(str(certificate_file))
+        client.private_key_pem.write_to_path(str(key_file))
+        code, _, err = task.run(
+            capsys,
+            "LIST",
+            flinkClientCertificate=str(certificate_file),
+            flinkClientKey=str(key_file),
+        )
+        assert code == 0, err
+
 
 @pytest.mark.flink
 def test_untrusted_flink_certificate_rejected(
