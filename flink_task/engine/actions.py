@@ -387,7 +387,7 @@ class Engine:
         new_spec = rec.spec_of(record)
         job_id = record["jobId"]
         retained = self.watch.checkpoints_retained_on_cancel(job_id)
-        has_checkpoint = retained and self.watch.latest_checkpoint(job_id) is not None
+        has_checkpoint = retained and self.watch.has_completed_checkpoint(job_id)
         if not has_checkpoint and not record.get("lastSavePoint"):
             record.update(previous)
             raise ActionFailure(

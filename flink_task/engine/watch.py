@@ -199,6 +199,21 @@ class JobWatcher:
         newest = _newest_checkpoint(statistics)
         return str(newest["external_path"]) if newest and _is_restorable(newest) else None
 
+    def has_completed_checkpoint(self, job_id: str) -> bool:
+        """Return whether a running job has completed at least one checkpoint.
+
+        The newest checkpoint of a running job can be reported as discarded a moment later,
+        when the next one subsumes it, so this counts completed checkpoints instead of
+        judging the newest one. Which checkpoint to restore is decided after the job ended.
+        """
+        try:
+            statistics = self.flink.checkpoints(job_id)
+        except FlinkRestError as exc:
+            logger.info("No checkpoint statistics for job %s: %s", job_id, exc.root_cause)
+            return False
+        completed = (statistics.get("counts") or {}).get("completed") or 0
+        return int(completed) > 0 or _newest_checkpoint(statistics) is not None
+
     def await_latest_checkpoint(self, job_id: str) -> str | None:
         """Return the latest retained checkpoint of an ended job, waiting for fresh statistics.
 

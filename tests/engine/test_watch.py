@@ -147,3 +147,20 @@ def test_unaddressable_checkpoint_is_not_restorable() -> None:
     in_memory["external_path"] = "<checkpoint-not-externally-addressable>"
 
     assert watcher([{"latest": {"completed": in_memory}}]).await_latest_checkpoint(JOB) is None
+
+
+def test_running_job_with_discarded_newest_has_checkpoint() -> None:
+    subsumed = {
+        "counts": {"completed": 4},
+        "latest": {"completed": checkpoint(10, discarded=True)},
+        "history": [checkpoint(11, status="IN_PROGRESS"), checkpoint(10, discarded=True)],
+    }
+
+    assert watcher([subsumed]).has_completed_checkpoint(JOB)
+    assert watcher([subsumed]).latest_checkpoint(JOB) is None
+
+
+def test_job_without_checkpoints_has_none() -> None:
+    empty = {"counts": {"completed": 0}, "latest": {"completed": None}, "history": []}
+
+    assert not watcher([empty]).has_completed_checkpoint(JOB)
