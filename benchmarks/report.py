@@ -151,7 +151,7 @@ def _notice_table(result: dict[str, Any]) -> str:
         "median",
         "p90",
         "max",
-        "until the operation poll, median",
+        "until the first poll after it, median",
         "process start to runJob response, median",
         "whole step, median",
     )

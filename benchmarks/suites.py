@@ -220,12 +220,14 @@ def run_notice(stack: Stack, recorder: EventRecorder, runs: int) -> dict[str, An
 def _notice_sample(
     run: TaskRun, recorder: EventRecorder, action: str, job_name: str
 ) -> dict[str, float]:
-    """Split one run's notice delay at the operation poll that first returned the result.
+    """Split one run's notice delay at the first poll after the engine recorded the result.
 
-    ``pollWait`` is from the engine's "ended" line to the response of that poll, ``delay``
-    from the same line to the moment this process reaped the task. ``startToSubmit`` is
-    from starting the process to the emulator's 202 response to runJob: process start,
-    imports, sign-in and the jobs list read before submitting.
+    The task learns the result from whichever it reads first: the runJob operation or, on
+    API versions with runId, the jobs list it reads between operation polls. ``pollWait``
+    is from the engine's "ended" line to the response of that first poll, ``delay`` from the
+    same line to the moment this process reaped the task. ``startToSubmit`` is from starting
+    the process to the emulator's 202 response to runJob: process start, imports, sign-in
+    and the jobs list read before submitting.
     """
     events = recorder.between(run.started_at, run.exited_at)
     ended = _first_ended(events, action, job_name)
@@ -237,22 +239,25 @@ def _notice_sample(
     submitted = _first_request(
         events, after=run.started_at, method="POST", path_part="/runjob", status="202"
     )
-    operation_done = _first_request(
-        events, after=ended, method="GET", path_part="/operationresults/", status="200"
-    )
-    if submitted is None or operation_done is None:
+    polls = [
+        _first_request(events, after=ended, method="GET", path_part=part, status="200")
+        for part in ("/operationresults/", "/jobs")
+    ]
+    seen = [moment for moment in polls if moment is not None]
+    if submitted is None or not seen:
         raise BenchmarkError(
             f"{action} of {job_name}: the emulator's request log has no runJob response "
-            "with HTTP 202, or no operation result with HTTP 200 after the action ended"
+            "with HTTP 202, or no poll answered with HTTP 200 after the action ended"
         )
+    result_seen = min(seen)
     requests_after = [
         event.created
         for event in events
-        if event.logger_name == _SERVER_LOGGER and event.created >= operation_done
+        if event.logger_name == _SERVER_LOGGER and event.created >= result_seen
     ]
     return {
         "delay": run.exited_at - ended,
-        "pollWait": operation_done - ended,
+        "pollWait": result_seen - ended,
         "lastRequestToExit": run.exited_at - max(requests_after),
         "requestsAfterResult": float(len(requests_after)),
         "startToSubmit": submitted - run.started_at,

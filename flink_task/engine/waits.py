@@ -41,6 +41,9 @@ class Timeouts:
     log_interval: float = 15.0
 
 
+_FIRST_POLL_INTERVAL = 0.1
+
+
 class Poller:
     """Calls a check until it returns a value or the deadline passes, logging progress."""
 
@@ -68,6 +71,9 @@ class Poller:
         start = self._clock()
         deadline = start + timeout
         next_log = start + self.log_interval
+        # Most Flink operations (a savepoint of a small job, a job switching state) finish
+        # within a second, so polls start at a tenth of a second and double up to the interval.
+        interval = min(_FIRST_POLL_INTERVAL, self.poll_interval)
         while True:
             result = check()
             if result is not None:
@@ -81,7 +87,8 @@ class Poller:
                     "Waiting for %s: %.0f s of %.0f s%s", what, now - start, timeout, detail
                 )
                 next_log = now + self.log_interval
-            self._sleep(max(0.0, min(self.poll_interval, deadline - now)))
+            self._sleep(max(0.0, min(interval, deadline - now)))
+            interval = min(interval * 2, self.poll_interval)
 
 
 def parse_duration(text: str) -> float | None:

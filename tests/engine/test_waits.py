@@ -31,7 +31,15 @@ def test_wait_returns_first_result() -> None:
     results = iter([None, None, "done"])
 
     assert poller(clock).wait("result", lambda: next(results), timeout=30) == "done"
-    assert clock.sleeps == [1.0, 1.0]
+    assert clock.sleeps == [0.1, 0.2]
+
+
+def test_wait_backs_off_to_interval() -> None:
+    clock = FakeClock()
+    results = iter([None] * 7 + ["done"])
+
+    assert poller(clock).wait("result", lambda: next(results), timeout=30) == "done"
+    assert clock.sleeps == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
 
 
 def test_wait_times_out_at_deadline() -> None:
