@@ -38,20 +38,20 @@ def test_outputs_match_runner() -> None:
 def test_new_input_reaches_both_surfaces(monkeypatch: pytest.MonkeyPatch) -> None:
     """An input added to the table (here in a new group) appears on both surfaces."""
     added = Input(
-        "flinkUrl",
-        "REST URL of the Flink cluster.",
-        group="flink",
+        "exampleEndpoint",
+        "An example endpoint that no release has.",
+        group="example",
     )
     monkeypatch.setattr(generator, "INPUTS", (*INPUTS, added))
     action = yaml.safe_load(generator.render_action_yml(generator.ACTION_YML.read_text()))
     task = json.loads(generator.render_task_json(generator.TASK_JSON.read_text(), "1.2.3"))
 
-    assert action["inputs"]["flink-url"]["default"] == ""
+    assert action["inputs"]["example-endpoint"]["default"] == ""
     run_step = next(step for step in action["runs"]["steps"] if step["id"] == "run")
-    assert run_step["env"]["INPUT_FLINKURL"] == "${{ inputs.flink-url }}"
-    task_input = next(entry for entry in task["inputs"] if entry["name"] == "flinkUrl")
-    assert task_input["groupName"] == "flink"
-    assert {"name": "flink", "displayName": "Flink", "isExpanded": True} in task["groups"]
+    assert run_step["env"]["INPUT_EXAMPLEENDPOINT"] == "${{ inputs.example-endpoint }}"
+    task_input = next(entry for entry in task["inputs"] if entry["name"] == "exampleEndpoint")
+    assert task_input["groupName"] == "example"
+    assert {"name": "example", "displayName": "Example", "isExpanded": True} in task["groups"]
     assert task["version"] == {"Major": 1, "Minor": 2, "Patch": 3}
 
 
