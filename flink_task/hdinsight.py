@@ -18,15 +18,25 @@ This is how the result of *this* action is distinguished from it:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
 from flink_task.arm import JobApiClient, response_json
-from flink_task.errors import ActionFailedError, CancelledError
+from flink_task.errors import ActionFailedError, ArmError, CancelledError, FlinkTaskError
 from flink_task.request import RunRequest
 from flink_task.waiting import Waiter, WaitTimeoutError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SETTLE_SECONDS = 10.0
 TERMINAL_RESULTS = frozenset({"SUCCESS", "FAILED"})
@@ -52,7 +62,7 @@ class Outcome:
 
 
 class WaitInterruptedError(Exception):
-    """A wait ended early (deadline or cancellation); carries the last known record."""
+    """A wait ended early (deadline, cancellation or an error); carries the last known record."""
 
     def __init__(self, cause: Exception, record: dict[str, Any] | None) -> None:
         super().__init__(str(cause))
@@ -94,8 +104,45 @@ def run_action(request: RunRequest, client: JobApiClient, waiter: Waiter) -> Out
     try:
         _follow_operation(client, request.job_name, response, tracker, waiter)
         return _wait_for_record(request, client, tracker, waiter)
-    except (WaitTimeoutError, CancelledError) as error:
+    except (WaitTimeoutError, CancelledError, FlinkTaskError, AzureError) as error:
+        # The action was submitted: whatever ends the wait, the outputs get the last state.
         raise WaitInterruptedError(error, tracker.last) from error
+
+
+class _Unavailable:
+    """Marker of a read that failed for a reason worth retrying at the next poll."""
+
+
+UNAVAILABLE = _Unavailable()
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _read(what: str, read: Callable[[], T], waiter: Waiter) -> T | _Unavailable:
+    """Run one read of the wait; a network or server error is logged and retried later.
+
+    azure-core has already retried the request a few times. An outage longer than that
+    must not end the wait: the action may be running fine on the server, so the wait goes on
+    until its deadline.
+    """
+    try:
+        return read()
+    except ClientAuthenticationError:
+        raise
+    except (ServiceRequestError, ServiceResponseError, ArmError) as error:
+        if isinstance(error, ArmError) and error.status not in _TRANSIENT_STATUSES:
+            raise
+        logger.warning(
+            "Reading %s failed (%s); retrying until the deadline (%.0f s left)",
+            what,
+            _short_error(error),
+            max(waiter.remaining(), 0.0),
+        )
+        return UNAVAILABLE
+
+
+def _short_error(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _follow_operation(
@@ -113,17 +160,30 @@ def _follow_operation(
     while response.status_code == 202 and url is not None:
         next_poll_at = waiter.elapsed + (_retry_after(response) or waiter.next_interval())
         while tracker.run_id is not None and waiter.elapsed < next_poll_at:
-            if _run_is_final(client.find_job(job_name), tracker):
+            listed = _read("the jobs list", lambda: client.find_job(job_name), waiter)
+            if not isinstance(listed, _Unavailable) and _run_is_final(listed, tracker):
                 return
             waiter.pause(min(waiter.next_interval(), next_poll_at - waiter.elapsed))
         if waiter.elapsed < next_poll_at:
             waiter.pause(next_poll_at - waiter.elapsed)
-        response = client.poll(url)
+        try:
+            polled = _read("the runJob operation", partial(client.poll, url), waiter)
+        except ArmError as error:
+            if error.status != 404:
+                raise
+            logger.warning(
+                "The runJob operation is no longer found (%s); watching the jobs list",
+                _short_error(error),
+            )
+            break
+        if isinstance(polled, _Unavailable):
+            continue
+        response = polled
         url = client.operation_url(response) or url  # a poll may move the operation
         if waiter.progress_due():
             logger.info("runJob operation still running (%.0f s)", waiter.elapsed)
-    body = response_json(response)
-    if response.status_code != 202 and body is not None:
+    body = response_json(response) if response.status_code != 202 else None
+    if body is not None:
         properties = body.get("properties") if isinstance(body.get("properties"), dict) else None
         if properties is not None:
             tracker.final_from_operation = properties
@@ -153,9 +213,14 @@ def _wait_for_record(
     request: RunRequest, client: JobApiClient, tracker: _Tracker, waiter: Waiter
 ) -> Outcome:
     assert request.job_name is not None
+    job_name = request.job_name
     last_state: tuple[Any, ...] | None = None
     while True:
-        record = client.find_job(request.job_name)
+        listed = _read("the jobs list", lambda: client.find_job(job_name), waiter)
+        if isinstance(listed, _Unavailable):
+            waiter.pause()
+            continue
+        record = listed
         if request.action == "DELETE":
             if record is None:
                 logger.info("Job %s is no longer listed: DELETE done", request.job_name)

@@ -11,6 +11,8 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from azure.core.exceptions import AzureError
+
 from flink_task import __version__
 from flink_task.errors import (
     EXIT_ACTION_FAILED,
@@ -24,7 +26,7 @@ from flink_task.inputs import INPUTS, add_input_flags, collect_raw_inputs
 from flink_task.redact import redact_properties
 from flink_task.report import ConsoleReporter, Reporter, detect_reporter
 from flink_task.request import FlinkRunRequest, RunRequest, build_run_request
-from flink_task.waiting import Cancellation, Waiter
+from flink_task.waiting import Cancellation, Waiter, WaitTimeoutError
 
 logger = logging.getLogger("flink_task")
 
@@ -86,6 +88,10 @@ def main(command: str, argv: Sequence[str], environ: Mapping[str, str] | None = 
     except FlinkTaskError as error:
         reporter.fail(reporter.untrusted(str(error)))
         exit_code = error.exit_code
+    except AzureError as error:
+        # Network and service errors azure-core gave up on (nothing was submitted yet).
+        reporter.fail(reporter.untrusted(f"request failed: {type(error).__name__}: {error}"))
+        exit_code = EXIT_ACTION_FAILED
     except Exception as error:  # noqa: BLE001 - the last resort that maps to exit code 3
         if debug:
             logger.debug("%s", "".join(traceback.format_exception(error)))
@@ -168,16 +174,21 @@ def _perform(
         record = {**record, "actionResult": "IN_PROGRESS"}
         _write_outputs(request, record, reporter)
         state = f"last known state: {_short_state(record)}"
-        if isinstance(interrupted.cause, CancelledError):
-            reporter.fail(
-                f"{request.action} of job {request.job_name} {interrupted.cause}; {state}. "
-                "The action may still be running on the server"
-            )
+        subject = f"{request.action} of job {request.job_name}"
+        still_running = "The action may still be running on the server"
+        cause = interrupted.cause
+        if isinstance(cause, CancelledError):
+            reporter.fail(f"{subject} {cause}; {state}. {still_running}")
             return EXIT_CANCELLED
+        if isinstance(cause, WaitTimeoutError):
+            reporter.fail(
+                f"{subject} {cause} (timeoutMinutes {request.timeout_minutes}); {state}. "
+                f"{still_running}"
+            )
+            return EXIT_ACTION_FAILED
         reporter.fail(
-            f"{request.action} of job {request.job_name} {interrupted.cause} "
-            f"(timeoutMinutes {request.timeout_minutes}); {state}. "
-            "The action may still be running on the server"
+            reporter.untrusted(f"waiting for {subject} failed: {cause}")
+            + f"; {state}. It was submitted. {still_running}; list the jobs before retrying"
         )
         return EXIT_ACTION_FAILED
     record = outcome.record or {"jobName": request.job_name}

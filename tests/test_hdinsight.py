@@ -389,3 +389,59 @@ def test_run_job_resent_only_when_connection_failed(
     outcome = hdinsight.run_action(request, make_client(request), make_waiter())
     assert outcome.action_result == "SUCCESS"
     assert len(fake_job_api.posted) == 1
+
+
+def test_outage_during_wait_is_retried(fake_job_api: FakeJobApi, no_sleep: list[float]) -> None:
+    import requests
+
+    request = make_request(action="STOP")
+    fake_job_api.run_job_answers = [(202, {}, None)]
+    calls = {"n": 0}
+
+    def flaky(run_id: str) -> list[dict[str, Any]]:
+        calls["n"] += 1
+        if calls["n"] <= 12:  # more failures than azure-core retries on its own
+            raise requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+        return [job(action="STOP", actionResult="SUCCESS", runId=run_id, status="STOPPED")]
+
+    fake_job_api.lists = [[], flaky]
+    outcome = hdinsight.run_action(request, make_client(request), make_waiter())
+    assert outcome.action_result == "SUCCESS"
+    assert calls["n"] > 12
+
+
+def test_error_after_submit_keeps_last_record(
+    fake_job_api: FakeJobApi, no_sleep: list[float]
+) -> None:
+    request = make_request(action="STOP")
+    fake_job_api.run_job_answers = [(202, {}, None)]
+    forbidden = (403, {}, {"error": {"code": "AuthorizationFailed", "message": "no"}})
+    fake_job_api.lists = [
+        [],
+        lambda run_id: [job(action="STOP", actionResult="IN_PROGRESS", runId=run_id)],
+        forbidden,
+    ]
+    with pytest.raises(hdinsight.WaitInterruptedError) as caught:
+        hdinsight.run_action(request, make_client(request), make_waiter())
+    assert isinstance(caught.value.cause, ArmError)
+    assert caught.value.record is not None
+    assert caught.value.record["actionResult"] == "IN_PROGRESS"
+
+
+def test_lost_operation_falls_back_to_jobs_list(
+    fake_job_api: FakeJobApi, arm_mock: responses.RequestsMock, no_sleep: list[float]
+) -> None:
+    request = make_request(action="SAVEPOINT", api_version="2023-06-01-preview")
+    fake_job_api.run_job_answers = [(202, {"location": OPERATION_URL}, None)]
+    arm_mock.add(
+        responses.GET,
+        OPERATION_URL,
+        status=404,
+        json={"error": {"code": "OperationNotFound", "message": "gone"}},
+    )
+    fake_job_api.lists = [
+        [job(action="NEW", actionResult="SUCCESS", status="RUNNING")],
+        [job(action="SAVEPOINT", actionResult="SUCCESS", status="RUNNING", jobOutput="x")],
+    ]
+    outcome = hdinsight.run_action(request, make_client(request), make_waiter())
+    assert outcome.action_result == "SUCCESS"

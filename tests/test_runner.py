@@ -385,3 +385,42 @@ def test_sign_in_failure_sends_nothing(
     assert "AADSTS7000215" in err
     assert "runJob was sent" not in err
     assert CLIENT_SECRET not in err
+
+
+def test_error_after_submit_writes_outputs(
+    fake_job_api: FakeJobApi,
+    no_sleep: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    set_env(monkeypatch, base_inputs(action="STOP", jobName="orders"))
+    fake_job_api.run_job_answers = [(202, {}, None)]
+    running = job(action="NEW", actionResult="SUCCESS", status="RUNNING", runId="older")
+    forbidden = (403, {}, {"error": {"code": "AuthorizationFailed", "message": "role removed"}})
+    fake_job_api.lists = [[running], forbidden]
+    assert main([]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["actionResult"] == "IN_PROGRESS"
+    assert "It was submitted" in err
+    assert "AuthorizationFailed" in err
+
+
+def test_unreachable_endpoint_exits_1(
+    arm_mock: responses.RequestsMock,
+    no_sleep: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import requests
+
+    from tests.plugins.azure import JOBS_URL
+
+    set_env(monkeypatch, base_inputs(action="STOP", jobName="orders"))
+    refused = requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+    for _ in range(4):  # the first try and azure-core's three connection retries
+        arm_mock.add(responses.GET, JOBS_URL, body=refused)
+    monkeypatch.setattr("azure.core.pipeline.policies.RetryPolicy.sleep", lambda *a, **k: None)
+    assert main([]) == 1
+    _, err = capsys.readouterr()
+    assert "request failed" in err
+    assert "Traceback" not in err
