@@ -27,7 +27,7 @@ from flink_task.engine.records import (
     utc_now,
 )
 from flink_task.engine.rest import FlinkRestClient, FlinkRestError
-from flink_task.engine.store import JobLockedError, JobStore, StoreError
+from flink_task.engine.store import CorruptRecordError, JobLockedError, JobStore, StoreError
 from flink_task.engine.waits import Timeouts, WaitTimeoutError
 from flink_task.engine.watch import TERMINAL_STATES, JobEndedError, JobWatcher, savepoint_location
 
@@ -138,18 +138,44 @@ class Engine:
         return self.execute(started["jobName"])
 
     def list_jobs(self) -> list[dict[str, Any]]:
-        """Return every job record as ClusterJob properties, sorted by name."""
+        """Return every job record as ClusterJob properties, sorted by name.
+
+        The status of RUNNING records is read again from Flink (see ``_refresh_listed``). A
+        corrupt record file is left out with one logged error per listing, so it does not hide
+        the other jobs. Other store errors raise StoreError.
+        """
         jobs = []
+        corrupt: list[str] = []
+        probe = _StatusProbe(self.flink)
         for name in self.store.names():
-            record = self._load(name)
+            try:
+                record = self._load(name)
+            except CorruptRecordError as exc:
+                corrupt.append(str(exc))
+                continue
             if record is not None:
-                jobs.append(api_properties(record))
+                jobs.append(api_properties(self._refresh_listed(record, probe)))
+        if corrupt:
+            logger.error(
+                "Left %d corrupt job record(s) out of the job list: %s",
+                len(corrupt),
+                " | ".join(corrupt),
+            )
+        probe.log_unreachable()
         return jobs
 
     def get_job(self, job_name: str) -> dict[str, Any] | None:
-        """Return the record of a job as ClusterJob properties, or None."""
+        """Return the record of a job as ClusterJob properties, or None.
+
+        The status of a RUNNING record is read again from Flink, as in ``list_jobs``.
+        """
         record = self._load(job_name)
-        return api_properties(record) if record else None
+        if record is None:
+            return None
+        probe = _StatusProbe(self.flink)
+        refreshed = self._refresh_listed(record, probe)
+        probe.log_unreachable()
+        return api_properties(refreshed)
 
     def get_record(self, job_name: str) -> dict[str, Any] | None:
         """Return the full record of a job, internal fields included, or None."""
@@ -184,6 +210,41 @@ class Engine:
             except StoreError as exc:
                 logger.error("Skipped recovery of job %s: %s", name, exc)
         return recovered
+
+    def _refresh_listed(self, record: dict[str, Any], probe: _StatusProbe) -> dict[str, Any]:
+        """Return the record with its status read again from Flink when it is RUNNING.
+
+        A record with an action in progress, or locked by one, is returned as stored, because
+        the action writes its status. A changed status is saved under the job's lock.
+        """
+        name, job_id = record["jobName"], record.get("jobId")
+        if record.get("status") != RUNNING or not job_id:
+            return record
+        if record.get("actionResult") == IN_PROGRESS:
+            return record
+        status = probe.status_of(job_id)
+        if status is None or status == RUNNING:
+            return record
+        try:
+            with self.store.lock(name, "refresh status"):
+                current = self._load(name)
+                if current is None or current.get("actionResult") == IN_PROGRESS:
+                    return current or record
+                if current.get("jobId") != job_id or current.get("status") != RUNNING:
+                    return current
+                logger.info(
+                    "Flink job %s of %s is not running any more; status %s -> %s",
+                    job_id,
+                    name,
+                    RUNNING,
+                    status,
+                )
+                current["status"] = status
+                current["updatedAt"] = utc_now()
+                self.store.save(current)
+                return current
+        except JobLockedError:
+            return record
 
     # --- begin ------------------------------------------------------------------------------
 
@@ -747,6 +808,46 @@ class Engine:
         if savepoint_path:
             message += f" Savepoint {savepoint_path} completed and is kept."
         return message + " Check the job, then run the action again."
+
+
+class _StatusProbe:
+    """Reads the record status of Flink jobs for one listing, one short REST read per job.
+
+    After the first read that fails for a reason other than 404, Flink counts as unreachable
+    for the rest of the listing: the remaining records keep their stored status, and one
+    warning is logged at the end.
+    """
+
+    timeout = 5.0
+
+    def __init__(self, flink: FlinkRestClient) -> None:
+        self.flink = flink
+        self.failure: str | None = None
+        self.skipped = 0
+
+    def status_of(self, job_id: str) -> str | None:
+        """Return RUNNING, the status of an ended or unknown job, or None when unreadable."""
+        if self.failure is not None:
+            self.skipped += 1
+            return None
+        try:
+            details = self.flink.find_job_once(job_id, timeout=self.timeout)
+        except FlinkRestError as exc:
+            self.failure = f"job {job_id}: {exc.root_cause}"
+            self.skipped += 1
+            return None
+        if details is None:
+            return FAILED  # a Flink cluster that restarted without HA forgets its jobs
+        state = str(details.get("state"))
+        return _STATUS_OF_TERMINAL[state] if state in TERMINAL_STATES else RUNNING
+
+    def log_unreachable(self) -> None:
+        if self.failure is not None:
+            logger.warning(
+                "Could not read Flink, so %d RUNNING job(s) keep their stored status (%s)",
+                self.skipped,
+                self.failure,
+            )
 
 
 def _reject_in_progress(name: str, record: Mapping[str, Any] | None) -> None:

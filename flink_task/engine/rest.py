@@ -328,6 +328,24 @@ class FlinkRestClient:
                 return None
             raise
 
+    def find_job_once(self, job_id: str, *, timeout: float) -> dict[str, Any] | None:
+        """Return the job details like ``find_job``, with one attempt and no retries."""
+        try:
+            return dict(
+                self._request(
+                    "GET",
+                    f"/jobs/{job_id}",
+                    retry_statuses=frozenset(),
+                    retry_connection=False,
+                    timeout=timeout,
+                )
+                or {}
+            )
+        except FlinkRestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def jobs_overview(self) -> list[dict[str, Any]]:
         """Return the ``jobs`` list of ``GET /jobs/overview``."""
         return list((self._get("/jobs/overview") or {}).get("jobs", []))

@@ -6,6 +6,7 @@ reaching Flink, so no Flink cluster is needed.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -406,18 +407,37 @@ def test_clusters_keep_separate_jobs(offline_emulator: Emulator, arm: ArmClient)
     assert response.json() == {"value": []}
 
 
-def test_corrupt_record_500_names_file(offline_emulator: Emulator, arm: ArmClient) -> None:
+def test_corrupt_record_affects_only_its_job(
+    offline_emulator: Emulator, arm: ArmClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_record(offline_emulator, stopped_record("healthy"))
     corrupt = offline_emulator.jobs_directory() / "mangled.json"
     corrupt.write_text("{not json")
     try:
-        listed = arm.list_jobs()
+        with caplog.at_level(logging.ERROR):
+            listed = arm.list_jobs()
         acted = arm.run_job({"jobName": "mangled", "action": "LIST_SAVEPOINT"})
+        deleted = arm.run_job({"jobName": "mangled", "action": "DELETE"})
+        other = arm.wait_for_operation(
+            arm.run_job({"jobName": "healthy", "action": "LIST_SAVEPOINT"})
+        )
+        content = corrupt.read_text()
     finally:
         corrupt.unlink()
 
-    for response in (listed, acted):
+    assert listed.status_code == 200, listed.text
+    names = [job["properties"]["jobName"] for job in listed.json()["value"]]
+    assert "healthy" in names
+    assert "mangled" not in names
+    skipped = [entry for entry in caplog.records if "corrupt job record" in entry.getMessage()]
+    assert len(skipped) == 1
+    assert str(corrupt) in skipped[0].getMessage()
+    for response in (acted, deleted):
         error = assert_arm_error(response, 500, "JobStoreError")
         assert str(corrupt) in error["message"]
+    assert other.status_code == 200, other.text
+    assert other.json()["properties"]["actionResult"] == "SUCCESS"
+    assert content == "{not json"
 
 
 def test_interrupted_operations_settle_on_start(tmp_path: Path) -> None:
