@@ -43,6 +43,17 @@ logger = logging.getLogger(__name__)
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _POST_CONNECT_ATTEMPTS = 3
 _MAX_ERROR_TEXT = 500
+# ARM error codes that mean the cluster's resource path is wrong, not the job.
+_PATH_NOT_FOUND_CODES = frozenset(
+    {
+        "ResourceNotFound",
+        "ParentResourceNotFound",
+        "ResourceGroupNotFound",
+        "SubscriptionNotFound",
+        "InvalidResourceType",
+        "NotFound",
+    }
+)
 
 
 class SubmissionUncertainError(ActionFailedError):
@@ -238,13 +249,17 @@ def arm_error(response: HttpResponse) -> ArmError:
             "Check that the identity has a role assignment on the cluster that allows "
             "runJob and jobs (for example Contributor on the Flink cluster resource)"
         )
-    elif status == 404:
+    elif status == 404 and (code in _PATH_NOT_FOUND_CODES or not code):
         hint = (
             "Check subscriptionId, resourceGroup, clusterPool and cluster: "
             "the resource path was not found"
         )
+    elif status == 404:
+        hint = "Check jobName, or create the job with NEW"
+    elif status == 409 and "in progress" in message.lower():
+        hint = "Another action is still in progress on this job; wait for it, then retry"
     elif status == 409:
-        hint = "Another action may still be in progress on this job; wait for it, then retry"
+        hint = "The job's state does not allow this action; check it with flink-task jobs"
     return ArmError(
         status=status,
         code=code or "Unknown",

@@ -320,4 +320,5 @@ def _submitted_record(
         record.update(properties)
     else:
         record["actionResult"] = "IN_PROGRESS"
+        record["jobOutput"] = f"{request.action} submitted; the task did not wait (wait=false)"
     return record

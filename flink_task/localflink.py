@@ -1163,7 +1163,9 @@ def _build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="print the cluster status as JSON")
     status.add_argument("--workdir", type=Path, help=workdir_help)
 
-    watchdog = commands.add_parser("watchdog", help=argparse.SUPPRESS)
+    watchdog = commands.add_parser(
+        "watchdog", help="used internally: stop a cluster once the process that owns it exits"
+    )
     watchdog.add_argument("--workdir", type=Path, required=True)
     watchdog.add_argument("--owner-pid", type=int, required=True)
     return parser

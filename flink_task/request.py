@@ -31,6 +31,8 @@ from flink_task.redact import secret_values_in_args, secret_values_in_configurat
 
 JOB_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_PARALLELISM = "2"
+# Flink's upper limit for a job's maximum parallelism (2 to the power of 15).
+MAX_PARALLELISM = 32768
 DEFAULT_TIMEOUT_MINUTES = 30
 
 # Keys of flinkConfiguration that the task's own inputs set.
@@ -385,7 +387,14 @@ def _build_configuration(action: str, raw: Mapping[str, str]) -> dict[str, str]:
         _text(parse_positive_int("parallelism", raw.get("parallelism"), None)),
     )
     if PARALLELISM_KEY in configuration:
-        parse_positive_int("flinkConfiguration", configuration[PARALLELISM_KEY], None)
+        value = configuration[PARALLELISM_KEY]
+        parallelism = parse_positive_int("flinkConfiguration", value, None)
+        if parallelism is not None and parallelism > MAX_PARALLELISM:
+            raise InputError(
+                "parallelism",
+                f"invalid value {parallelism} (Flink allows at most {MAX_PARALLELISM})",
+                "Use a parallelism the cluster's task slots can run",
+            )
     elif action == "NEW":
         configuration[PARALLELISM_KEY] = DEFAULT_PARALLELISM
     _merge_input_into_configuration(

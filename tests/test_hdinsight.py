@@ -315,7 +315,7 @@ def test_run_job_never_sent_twice_on_5xx(
         (401, "InvalidAuthenticationToken", "role assignment"),
         (403, "AuthorizationFailed", "role assignment"),
         (404, "ResourceNotFound", "resource path"),
-        (409, "Conflict", "in progress"),
+        (409, "Conflict", "check it with flink-task jobs"),
         (400, "BadRequest", ""),
     ],
 )
