@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -27,6 +28,7 @@ from flink_task.engine.records import (
     utc_now,
 )
 from flink_task.engine.rest import FlinkRestClient, FlinkRestError
+from flink_task.engine.savepoints import find_completed_savepoint
 from flink_task.engine.store import CorruptRecordError, JobLockedError, JobStore, StoreError
 from flink_task.engine.waits import Timeouts, WaitTimeoutError
 from flink_task.engine.watch import TERMINAL_STATES, JobEndedError, JobWatcher, savepoint_location
@@ -410,7 +412,7 @@ class Engine:
     def _do_savepoint(self, record: dict[str, Any]) -> None:
         job_id = record["jobId"]
         directory = self._savepoint_directory(record)
-        trigger_id = self._record_trigger(record, job_id, "SAVEPOINT")
+        trigger_id = self._record_trigger(record, job_id, "SAVEPOINT", directory)
         self.flink.trigger_savepoint(job_id, target_directory=directory, trigger_id=trigger_id)
         path = self.watch.await_savepoint(job_id, trigger_id)
         self._add_savepoint(record, path, "SAVEPOINT", job_id)
@@ -645,7 +647,7 @@ class Engine:
         directory = self._savepoint_directory(record)
         configuration = {**(record.get("flinkConfiguration") or {})}
         configuration.update(record.get("actionConfiguration") or {})
-        trigger_id = self._record_trigger(record, job_id, "STOP")
+        trigger_id = self._record_trigger(record, job_id, "STOP", directory)
         self.flink.stop_with_savepoint(
             job_id,
             target_directory=directory,
@@ -695,9 +697,17 @@ class Engine:
             "execution.checkpointing.savepoint-dir on the cluster. The job is unchanged."
         )
 
-    def _record_trigger(self, record: dict[str, Any], job_id: str, kind: str) -> str:
+    def _record_trigger(
+        self, record: dict[str, Any], job_id: str, kind: str, directory: str
+    ) -> str:
         trigger_id = new_flink_id()
-        record["pendingTrigger"] = {"triggerId": trigger_id, "flinkJobId": job_id, "kind": kind}
+        record["pendingTrigger"] = {
+            "triggerId": trigger_id,
+            "flinkJobId": job_id,
+            "kind": kind,
+            "directory": directory,
+            "triggeredAt": utc_now(),
+        }
         self._save_step(record, f"{kind.lower()} savepoint triggered")
         return trigger_id
 
@@ -738,7 +748,7 @@ class Engine:
         elif started:
             self._finish(record, SUCCESS, f"Job {record['jobId']} is RUNNING")
         elif action == "SAVEPOINT" and savepoint_path:
-            self._finish(record, SUCCESS, f"Savepoint completed. Path: {savepoint_path}")
+            self._finish(record, SUCCESS, self._recovered_savepoint_output(record, savepoint_path))
         elif action == "STOP" and savepoint_path and self._recover_stop_state(record):
             self._finish(record, SUCCESS, f"Savepoint completed. Path: {savepoint_path}")
         elif action in ("LIST_SAVEPOINT", "DELETE"):
@@ -756,10 +766,55 @@ class Engine:
             if (status.get("status") or {}).get("id") != "COMPLETED":
                 return None
             path = savepoint_location(pending["flinkJobId"], status.get("operation") or {})
-        except (FlinkRestError, ActionFailure) as exc:
-            logger.warning("Savepoint trigger %s failed or expired: %s", pending["triggerId"], exc)
+        except ActionFailure as exc:
+            logger.warning("Savepoint trigger %s failed: %s", pending["triggerId"], exc)
             return None
+        except FlinkRestError as exc:
+            # A Flink cluster that restarted has forgotten its triggers, but the savepoint
+            # may have completed on storage before the restart.
+            logger.warning(
+                "Status of savepoint trigger %s is unavailable (%s); searching storage",
+                pending["triggerId"],
+                exc.root_cause,
+            )
+            found = self._savepoint_on_storage(record, pending)
+            if found is None:
+                return None
+            path = found
         self._add_savepoint(record, path, pending.get("kind", "SAVEPOINT"), pending["flinkJobId"])
+        return path
+
+    def _savepoint_on_storage(
+        self, record: dict[str, Any], pending: Mapping[str, Any]
+    ) -> str | None:
+        """Return the savepoint that an interrupted trigger completed on storage, if any."""
+        directory = pending.get("directory")
+        if not directory:
+            try:
+                directory = self._savepoint_directory(record)
+            except (ActionFailure, FlinkRestError) as exc:
+                logger.warning(
+                    "No savepoint directory to search for %s: %s", record["jobName"], exc
+                )
+                return None
+        # Records written before triggers carried their time fall back to the action's start.
+        since_text = pending.get("triggeredAt") or record.get("actionStartedAt")
+        if not since_text:
+            logger.warning("Trigger %s has no time; storage not searched", pending["triggerId"])
+            return None
+        since = datetime.fromisoformat(str(since_text).replace("Z", "+00:00"))
+        path = find_completed_savepoint(str(directory), pending["flinkJobId"], since)
+        if path is None:
+            logger.warning(
+                "No complete savepoint of Flink job %s written after %s in %s",
+                pending["flinkJobId"],
+                since_text,
+                directory,
+            )
+        else:
+            logger.warning(
+                "Found savepoint %s of interrupted trigger %s", path, pending["triggerId"]
+            )
         return path
 
     def _recover_submission(self, record: dict[str, Any]) -> bool:
@@ -797,6 +852,17 @@ class Engine:
             return False
         record["status"] = STOPPED
         return True
+
+    def _recovered_savepoint_output(self, record: dict[str, Any], path: str) -> str:
+        """Return the output of a recovered SAVEPOINT, with the job's status checked in Flink."""
+        self._refresh_status(record)
+        output = f"Savepoint completed. Path: {path}"
+        if record.get("status") != RUNNING:
+            output += (
+                f"\nFlink job {record.get('jobId')} is not running any more after the "
+                f"interruption; the job is {record.get('status')}."
+            )
+        return output
 
     def _interrupted_message(self, record: dict[str, Any], savepoint_path: str | None) -> str:
         self._settle_status_after_failure(record)

@@ -6,14 +6,24 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from flink_task.engine import Engine, FlinkRestClient
-from tests.engine.flinkchecks import job_state, jobs_with_id, uploaded_jars, wait_for_state
+from flink_task.engine import Engine, FlinkRestClient, JobStore
+from flink_task.engine.actions import new_flink_id
+from flink_task.engine.records import utc_now
+from tests.engine.flinkchecks import (
+    job_state,
+    jobs_with_id,
+    local_path,
+    uploaded_jars,
+    wait_for_state,
+)
 
 pytestmark = pytest.mark.flink
 
@@ -121,3 +131,103 @@ def test_recover_keeps_stop_savepoint(
     assert record["status"] == "STOPPED"
     assert record["jobOutput"] == f"Savepoint completed. Path: {record['lastSavePoint']}"
     assert second.savepoints("crash-stop") == [record["lastSavePoint"]]
+
+
+def savepoint_by_flink(rest_url: str, job_id: str, directory: str, *, stop: bool) -> str:
+    """Take a savepoint (or stop with one) through Flink's REST API and return its location."""
+    if stop:
+        body = {"targetDirectory": directory, "drain": False}
+        response = requests.post(f"{rest_url}/jobs/{job_id}/stop", json=body, timeout=30)
+    else:
+        body = {"target-directory": directory, "cancel-job": False}
+        response = requests.post(f"{rest_url}/jobs/{job_id}/savepoints", json=body, timeout=30)
+    response.raise_for_status()
+    trigger_id = response.json()["request-id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = requests.get(
+            f"{rest_url}/jobs/{job_id}/savepoints/{trigger_id}", timeout=30
+        ).json()
+        if status["status"]["id"] == "COMPLETED":
+            return str(status["operation"]["location"])
+        time.sleep(0.3)
+    raise TimeoutError(f"savepoint {trigger_id} of job {job_id} did not complete in 60 s")
+
+
+def forget_trigger(store_dir: Path, name: str, kind: str, directory: str, since: str) -> None:
+    """Record a savepoint trigger that Flink does not know, as after a Flink restart."""
+    store = JobStore(store_dir)
+    record = store.load(name)
+    assert record is not None
+    record["pendingTrigger"] = {
+        "triggerId": new_flink_id(),
+        "flinkJobId": record["jobId"],
+        "kind": kind,
+        "directory": directory,
+        "triggeredAt": since,
+    }
+    record["step"] = f"{kind.lower()} savepoint triggered"
+    store.save(record)
+
+
+def test_recover_finds_stop_savepoint_on_storage(
+    make_engine: Callable[..., Engine],
+    job_request: Request,
+    rest_url: str,
+    store_dir: Path,
+    savepoint_dir: Path,
+) -> None:
+    engine = make_engine()
+    created = engine.run(job_request("lost-stop", "NEW"))
+    assert created["actionResult"] == "SUCCESS", created["jobOutput"]
+    job_id = created["jobId"]
+    older = engine.run({"jobName": "lost-stop", "action": "SAVEPOINT"})
+    assert older["actionResult"] == "SUCCESS", older["jobOutput"]
+    time.sleep(0.05)
+    triggered_at = utc_now()
+    engine.begin({"jobName": "lost-stop", "action": "STOP"})
+    location = savepoint_by_flink(rest_url, job_id, savepoint_dir.as_uri(), stop=True)
+    wait_for_state(rest_url, job_id, "FINISHED")
+    unfinished = savepoint_dir / f"savepoint-{job_id[:6]}-ffffffffffff"
+    unfinished.mkdir()
+    forget_trigger(store_dir, "lost-stop", "STOP", savepoint_dir.as_uri(), triggered_at)
+
+    second = make_engine()
+    assert second.recover() == ["lost-stop"]
+
+    record = second.get_job("lost-stop")
+    assert record is not None
+    assert record["actionResult"] == "SUCCESS", record["jobOutput"]
+    assert record["status"] == "STOPPED"
+    assert local_path(record["lastSavePoint"]) == local_path(location)
+    assert record["jobOutput"] == f"Savepoint completed. Path: {record['lastSavePoint']}"
+    history = second.savepoints("lost-stop")
+    assert len(history) == 2
+    assert local_path(history[1]) == local_path(older["lastSavePoint"])
+    assert (local_path(location) / "_metadata").is_file()
+
+
+def test_recover_finds_savepoint_of_running_job(
+    make_engine: Callable[..., Engine],
+    job_request: Request,
+    rest_url: str,
+    store_dir: Path,
+    savepoint_dir: Path,
+) -> None:
+    engine = make_engine()
+    created = engine.run(job_request("lost-savepoint", "NEW"))
+    assert created["actionResult"] == "SUCCESS", created["jobOutput"]
+    triggered_at = utc_now()
+    engine.begin({"jobName": "lost-savepoint", "action": "SAVEPOINT"})
+    location = savepoint_by_flink(rest_url, created["jobId"], str(savepoint_dir), stop=False)
+    forget_trigger(store_dir, "lost-savepoint", "SAVEPOINT", str(savepoint_dir), triggered_at)
+
+    second = make_engine()
+    assert second.recover() == ["lost-savepoint"]
+
+    record = second.get_job("lost-savepoint")
+    assert record is not None
+    assert record["actionResult"] == "SUCCESS", record["jobOutput"]
+    assert record["status"] == "RUNNING"
+    assert local_path(record["lastSavePoint"]) == local_path(location)
+    assert record["jobOutput"] == f"Savepoint completed. Path: {record['lastSavePoint']}"
