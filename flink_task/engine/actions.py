@@ -430,6 +430,7 @@ class Engine:
         self._deploy(record, rec.spec_of(record), restore_path=restore_path)
 
     def _do_update(self, record: dict[str, Any]) -> None:
+        self._check_slots_before_stopping(record)
         previous = dict(record.get("deployed") or rec.spec_of(record))
         new_spec = rec.spec_of(record)
         try:
@@ -440,12 +441,18 @@ class Engine:
         restore_path = self._named_savepoint(record) if record.get("savePointName") else path
         self._deploy_or_roll_back(record, new_spec, previous, restore_path)
 
+    def _check_slots_before_stopping(self, record: dict[str, Any]) -> None:
+        """Check the new parallelism before the running job is stopped for an update."""
+        self.watch.check_slots(rec.parallelism_of(record.get("flinkConfiguration")))
+
     def _do_stateless_update(self, record: dict[str, Any]) -> None:
+        self._check_slots_before_stopping(record)
         if record.get("status") == RUNNING:
             self._cancel_and_wait(record)
         self._deploy(record, rec.spec_of(record), restore_path=None)
 
     def _do_last_state_update(self, record: dict[str, Any]) -> None:
+        self._check_slots_before_stopping(record)
         previous = dict(record.get("deployed") or rec.spec_of(record))
         new_spec = rec.spec_of(record)
         job_id = record["jobId"]
@@ -540,6 +547,7 @@ class Engine:
     ) -> str:
         """Upload the jar, run it under a job id recorded beforehand, and wait until it runs."""
         configuration = spec.get("flinkConfiguration") or {}
+        self.watch.check_slots(rec.parallelism_of(configuration))
         jar_path = self.jars.resolve(spec.get("jobJarDirectory") or "", spec.get("jarName") or "")
         job_id = new_flink_id()
         record["pendingJobId"] = job_id
@@ -566,6 +574,9 @@ class Engine:
         finally:
             self._delete_jar(jar_id)
 
+        record["jobOutput"] = (
+            f"Waiting up to {self.timeouts.start:.0f} s for all tasks of job {job_id} to run"
+        )
         self._save_step(record, "waiting for RUNNING")
         self._await_running(record, job_id)
         self._mark_running(record, job_id, spec, restore_path)

@@ -15,6 +15,7 @@ from flink_task.engine.waits import Poller, Timeouts, WaitTimeoutError, parse_du
 logger = logging.getLogger(__name__)
 
 TERMINAL_STATES = frozenset({"FAILED", "CANCELED", "FINISHED"})
+_NO_RESOURCE_EXCEPTION = "NoResourceAvailableException"
 _CHECKPOINT_TIMEOUT_KEY = "execution.checkpointing.timeout"
 _DEFAULT_CHECKPOINT_TIMEOUT = 600.0  # Flink's default execution.checkpointing.timeout
 # Longer than Flink's default checkpoint statistics cache of 3 s, with room for a busy cluster.
@@ -28,7 +29,10 @@ _STOPPING_FAILED_SAVEPOINT = re.compile(r"savepoint has been created at: (\S+?),
 
 
 class JobEndedError(ActionFailure):
-    """A job reached a terminal state while the engine waited for it to run."""
+    """A job ended, or restarted and was cancelled, while the engine waited for it to run.
+
+    ``state`` is the terminal Flink state that the record's status is set from.
+    """
 
     def __init__(self, message: str, state: str) -> None:
         super().__init__(message)
@@ -92,17 +96,78 @@ class JobWatcher:
             if state in TERMINAL_STATES:
                 cause = self.root_cause(job_id) or f"the job ended {state}"
                 raise JobEndedError(f"Job {job_id} failed to start: {cause}", state)
+            if state == "RESTARTING":
+                # A job that fails while starting (NoResourceAvailableException after Flink's
+                # slot.request.timeout, or an exception in the job) would restart until the
+                # deadline under a restart strategy, so it is cancelled and fails now.
+                raise JobEndedError(self._restarting_message(job_id), "FAILED")
             return True if state == RUNNING and all_tasks_running(details) else None
 
         try:
             self._poller.wait(
-                f"all tasks of job {job_id} to run",
+                f"all tasks of job {job_id} to run (start deadline {self.timeouts.start:.0f} s)",
                 check,
                 self.timeouts.start,
                 progress=lambda: task_summary(last),
             )
         except WaitTimeoutError:
             raise ActionFailure(self._not_running_message(job_id, last)) from None
+
+    def check_slots(self, parallelism: int) -> None:
+        """Raise ActionFailure when a standalone cluster has fewer slots than ``parallelism``.
+
+        Clusters whose slots can grow (native Kubernetes or YARN resource managers) or whose
+        scheduler adapts the parallelism to the slots (adaptive scheduler, reactive mode) are
+        not checked. When the cluster cannot be read, only a warning is logged.
+        NOTE: a job whose code sets its operators' parallelism itself, or puts them in
+        several slot sharing groups, needs a different number of slots than ``parallelism``.
+        """
+        try:
+            overview = self.flink.overview()
+            configuration = self.flink.jobmanager_config()
+        except FlinkRestError as exc:
+            logger.warning(
+                "Could not read the cluster's task slots before submitting: %s", exc.root_cause
+            )
+            return
+        growth = _slot_growth_reason(configuration)
+        if growth:
+            logger.info("Task slots not checked before submitting: %s", growth)
+            return
+        total = overview.get("slots-total")
+        managers = overview.get("taskmanagers")
+        if not isinstance(total, int) or not isinstance(managers, int) or managers < 1:
+            logger.warning(
+                "Could not tell the cluster's task slots (slots-total %s, taskmanagers %s); "
+                "submitting with parallelism %d",
+                total,
+                managers,
+                parallelism,
+            )
+            return
+        if parallelism > total:
+            raise ActionFailure(
+                f"Requested parallelism {parallelism} exceeds the {total} task slot(s) of the "
+                f"cluster ({managers} task manager(s)), so the job could never run. Lower "
+                "flinkConfiguration.parallelism or add task managers. Nothing was submitted."
+            )
+
+    def _restarting_message(self, job_id: str) -> str:
+        cause = self.root_cause(job_id) or "no exception reported yet"
+        try:
+            self.flink.cancel(job_id)
+            # Wait for the end, so the record's status is settled from a terminal state.
+            cancelled = f"the job was cancelled and is {self.await_terminal(job_id)}"
+        except FlinkRestError as exc:
+            cancelled = f"cancelling it failed: {exc.root_cause}"
+        except ActionFailure as exc:
+            cancelled = f"the job was cancelled, but {exc}"
+        hint = ""
+        if _NO_RESOURCE_EXCEPTION in cause:
+            hint = " The cluster has too few free task slots for the parallelism."
+        return (
+            f"Job {job_id} failed while starting and was restarting ({cancelled}): {cause}.{hint}"
+        )
 
     def _not_running_message(self, job_id: str, details: Mapping[str, Any]) -> str:
         cause = self.root_cause(job_id)
@@ -232,6 +297,21 @@ class JobWatcher:
             )
         except WaitTimeoutError:
             return None
+
+
+def _slot_growth_reason(configuration: Mapping[str, str]) -> str:
+    """Return why the cluster's slots can grow or need not match, or an empty string."""
+    target = str(configuration.get("execution.target") or "")
+    if target.startswith(("kubernetes", "yarn")):
+        return f"execution.target is {target}, so Flink requests task managers as needed"
+    for key in ("kubernetes.cluster-id", "yarn.application.id"):
+        if configuration.get(key):
+            return f"{key} is set, so task managers can be added"
+    if str(configuration.get("scheduler-mode") or "").lower() == "reactive":
+        return "reactive mode adapts the parallelism to the slots"
+    if str(configuration.get("jobmanager.scheduler") or "").lower() == "adaptive":
+        return "the adaptive scheduler adapts the parallelism to the slots"
+    return ""
 
 
 def _newest_checkpoint(statistics: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -201,21 +202,75 @@ def test_new_with_missing_class(engine: Engine, job_request: Request, rest_url: 
     assert uploaded_jars(rest_url) == []
 
 
+def test_parallelism_above_slots_rejected(
+    engine: Engine, job_request: Request, rest_url: str
+) -> None:
+    slots = requests.get(f"{rest_url}/overview", timeout=30).json()["slots-total"]
+    jobs_before = requests.get(f"{rest_url}/jobs/overview", timeout=30).json()["jobs"]
+    too_many = {"parallelism": str(slots + 1)}
+
+    started = time.monotonic()
+    result = engine.run(job_request("too-parallel", "NEW", configuration=too_many))
+    elapsed = time.monotonic() - started
+
+    assert result["actionResult"] == "FAILED"
+    assert result["jobOutput"] == (
+        f"Requested parallelism {slots + 1} exceeds the {slots} task slot(s) of the cluster "
+        "(1 task manager(s)), so the job could never run. Lower flinkConfiguration.parallelism "
+        "or add task managers. Nothing was submitted."
+    )
+    assert result["status"] == "FAILED"
+    assert elapsed < 10
+    jobs_after = requests.get(f"{rest_url}/jobs/overview", timeout=30).json()["jobs"]
+    assert len(jobs_after) == len(jobs_before)
+    assert uploaded_jars(rest_url) == []
+
+
 def test_job_without_free_slots_fails(
     make_engine: Callable[..., Engine], job_request: Request, rest_url: str
 ) -> None:
-    engine = make_engine(timeouts=Timeouts(start=8, terminal=30, poll_interval=0.2))
     slots = requests.get(f"{rest_url}/overview", timeout=30).json()["slots-total"]
-    too_many = {"parallelism": str(slots + 1)}
+    start_job(
+        make_engine(), job_request, "slot-hog", configuration={"parallelism": str(slots - 1)}
+    )
+    engine = make_engine(timeouts=Timeouts(start=8, terminal=30, poll_interval=0.2))
 
-    result = engine.run(job_request("no-slots", "NEW", configuration=too_many))
+    result = engine.run(job_request("no-slots", "NEW", configuration={"parallelism": "2"}))
 
     assert result["actionResult"] == "FAILED"
     assert "did not get all tasks RUNNING within 8 s" in result["jobOutput"]
-    assert "free task slot" in result["jobOutput"]
+    assert "0 free task slot" in result["jobOutput"]
     assert "the job was cancelled" in result["jobOutput"]
     assert result["status"] == "FAILED"
     job_id = result["jobOutput"].split()[1]
+    assert [job["state"] for job in jobs_with_id(rest_url, job_id)] in (
+        [["CANCELLING"], ["CANCELED"]]
+    )
+
+
+def test_restarting_job_fails_fast(engine: Engine, job_request: Request, rest_url: str) -> None:
+    restarts = {
+        "restart-strategy.type": "fixed-delay",
+        "restart-strategy.fixed-delay.attempts": "1000",
+        "restart-strategy.fixed-delay.delay": "1 s",
+    }
+
+    started = time.monotonic()
+    result = engine.run(
+        job_request("restarts", "NEW", configuration=restarts, args="--rate 50 --fail-after 0")
+    )
+    elapsed = time.monotonic() - started
+
+    assert result["actionResult"] == "FAILED"
+    assert (
+        "failed while starting and was restarting (the job was cancelled and is CANCELED)"
+        in (result["jobOutput"])
+    )
+    assert "failing on open as requested by --fail-after 0" in result["jobOutput"]
+    assert result["status"] == "FAILED"
+    assert elapsed < 30
+    job_id = result["jobOutput"].split()[1]
+    assert result["jobId"] == job_id
     assert [job["state"] for job in jobs_with_id(rest_url, job_id)] in (
         [["CANCELLING"], ["CANCELED"]]
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from flink_task.engine.records import ActionFailure
+from flink_task.engine.rest import FlinkRestClient
 from flink_task.engine.waits import Timeouts
 from flink_task.engine.watch import (
     JobWatcher,
@@ -164,3 +167,66 @@ def test_job_without_checkpoints_has_none() -> None:
     empty = {"counts": {"completed": 0}, "latest": {"completed": None}, "history": []}
 
     assert not watcher([empty]).has_completed_checkpoint(JOB)
+
+
+class ClusterClient:
+    """Serves a fixed /overview and /jobmanager/config, as a cluster of that kind would."""
+
+    def __init__(self, overview: dict, configuration: dict[str, str]) -> None:
+        self._overview = overview
+        self._configuration = configuration
+
+    def overview(self) -> dict:
+        return self._overview
+
+    def jobmanager_config(self) -> dict[str, str]:
+        return self._configuration
+
+
+def slot_watcher(overview: dict, configuration: dict[str, str] | None = None) -> JobWatcher:
+    client = ClusterClient(overview, configuration or {})
+    return JobWatcher(client, Timeouts())  # type: ignore[arg-type]
+
+
+STANDALONE = {"taskmanagers": 1, "slots-total": 4, "slots-available": 4}
+
+
+def test_parallelism_above_standalone_slots() -> None:
+    with pytest.raises(ActionFailure, match="Requested parallelism 50 exceeds the 4 task slot"):
+        slot_watcher(STANDALONE).check_slots(50)
+
+
+def test_parallelism_within_slots_accepted() -> None:
+    slot_watcher(STANDALONE).check_slots(4)
+
+
+@pytest.mark.parametrize(
+    "configuration",
+    [
+        {"execution.target": "kubernetes-session"},
+        {"execution.target": "yarn-session"},
+        {"kubernetes.cluster-id": "flink-session"},
+        {"yarn.application.id": "application_1_0001"},
+        {"scheduler-mode": "reactive"},
+        {"jobmanager.scheduler": "adaptive"},
+    ],
+)
+def test_growing_cluster_not_checked(configuration: dict[str, str]) -> None:
+    slot_watcher(STANDALONE, configuration).check_slots(50)
+
+
+def test_cluster_without_task_managers_warns(caplog: pytest.LogCaptureFixture) -> None:
+    slot_watcher({"taskmanagers": 0, "slots-total": 0}).check_slots(50)
+
+    assert "Could not tell the cluster's task slots" in caplog.text
+
+
+def test_unreachable_cluster_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = FlinkRestClient(f"http://127.0.0.1:{port}", attempts=1)
+
+    JobWatcher(client, Timeouts()).check_slots(50)
+
+    assert "Could not read the cluster's task slots" in caplog.text
