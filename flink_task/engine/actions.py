@@ -51,6 +51,12 @@ _REQUIRED_STATUS: dict[str, frozenset[str]] = {
 # Record status for each terminal Flink job state.
 _STATUS_OF_TERMINAL = {"FAILED": FAILED, "CANCELED": CANCELLED, "FINISHED": STOPPED}
 _EXECUTE_LOCK_WAIT = 10.0
+# How long CANCEL of a starting job waits for the starting action to see the job end: one poll
+# interval, two reads of Flink and a record write, with room for a busy cluster.
+_CANCEL_STARTING_WAIT = 30.0
+# Actions whose job CANCEL may cancel while they wait for its tasks to run. Updates are left
+# out, because their failure starts a rollback that the cancel would interrupt.
+_CANCELLABLE_STARTS = frozenset({"NEW", "START", "RE_LAUNCH"})
 _SAVEPOINT_DIRECTORY_KEYS = ("execution.checkpointing.savepoint-dir", "state.savepoints.dir")
 
 
@@ -95,11 +101,16 @@ class Engine:
         Raises InvalidRequestError (HTTP 400), JobNotFoundError (404) or ActionConflictError
         (409: an action is IN_PROGRESS on the job, NEW on an existing name, or a status that
         does not allow the action). Returns the record as ClusterJob properties.
+        CANCEL of a NEW, START or RE_LAUNCH still waiting for its tasks first cancels that
+        Flink job and waits for the starting action to end (see ``_cancel_starting``).
         """
         request = rec.validate_request(properties)
         name, action = request["jobName"], request["action"]
+        current = self._load(name)
+        if action == "CANCEL" and current is not None and _is_waiting_to_start(current):
+            return self._cancel_starting(request, current)
         # A running execute() holds the lock, so read the record first to name its action.
-        _reject_in_progress(name, self._load(name))
+        _reject_in_progress(name, current)
         try:
             with self.store.lock(name, f"begin {action}"):
                 record = self._load(name)
@@ -109,6 +120,48 @@ class Engine:
         except JobLockedError as exc:
             raise ActionConflictError(str(exc)) from None
         logger.info("Accepted %s on job %s (runId %s)", action, name, record["runId"])
+        return api_properties(record)
+
+    def _cancel_starting(self, request: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        """Cancel the Flink job of a NEW or START that waits for its tasks, then begin CANCEL.
+
+        Only the Flink job is cancelled here: the starting action still owns the record and
+        ends FAILED when its wait finds the job CANCELED. CANCEL then takes the lock and marks
+        itself IN_PROGRESS as usual. Restores use claim mode NO_CLAIM, so the cancelled job
+        cannot delete the savepoint it started from.
+        """
+        name, job_id = record["jobName"], str(record["pendingJobId"])
+        logger.warning(
+            "CANCEL of job %s: cancelling Flink job %s, which its %s action is still starting",
+            name,
+            job_id,
+            record.get("action"),
+        )
+        self.watch.cancel_requested.add(job_id)
+        try:
+            self.flink.cancel(job_id)
+        except FlinkRestError as exc:
+            if exc.status not in (404, 409):
+                raise ActionConflictError(
+                    f"job {name} has a {record.get('action')} action in progress, and "
+                    f"cancelling its Flink job {job_id} failed: {exc.root_cause}"
+                ) from None
+        try:
+            with self.store.lock(name, "begin CANCEL", wait=_CANCEL_STARTING_WAIT):
+                current = self._load(name)
+                if current is None:
+                    raise JobNotFoundError(f"job {name} not found; it was deleted meanwhile")
+                record = current
+                _reject_in_progress(name, record)
+                self._mark_in_progress(record, request)
+                self.store.save(record)
+        except JobLockedError:
+            raise ActionConflictError(
+                f"Flink job {job_id} of job {name} was cancelled, but its "
+                f"{record.get('action')} action did not end within "
+                f"{_CANCEL_STARTING_WAIT:.0f} s; list the job to see its result"
+            ) from None
+        logger.info("Accepted CANCEL on job %s (runId %s)", name, record["runId"])
         return api_properties(record)
 
     def execute(self, job_name: str) -> dict[str, Any]:
@@ -925,6 +978,15 @@ class _StatusProbe:
                 self.skipped,
                 self.failure,
             )
+
+
+def _is_waiting_to_start(record: Mapping[str, Any]) -> bool:
+    return (
+        record.get("actionResult") == IN_PROGRESS
+        and record.get("action") in _CANCELLABLE_STARTS
+        and record.get("step") == "waiting for RUNNING"
+        and bool(record.get("pendingJobId"))
+    )
 
 
 def _reject_in_progress(name: str, record: Mapping[str, Any] | None) -> None:

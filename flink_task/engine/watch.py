@@ -52,6 +52,8 @@ class JobWatcher:
     ) -> None:
         self.flink = flink
         self.timeouts = timeouts
+        # Ids of starting jobs that a CANCEL action of this process cancelled.
+        self.cancel_requested: set[str] = set()
         self._poller = Poller(
             clock=clock,
             sleep=sleep,
@@ -93,6 +95,11 @@ class JobWatcher:
             last.clear()
             last.update(details)
             state = str(details.get("state"))
+            if state == "CANCELED" and job_id in self.cancel_requested:
+                self.cancel_requested.discard(job_id)
+                raise JobEndedError(
+                    f"Job {job_id} was cancelled by CANCEL before all its tasks ran", state
+                )
             if state in TERMINAL_STATES:
                 cause = self.root_cause(job_id) or f"the job ended {state}"
                 raise JobEndedError(f"Job {job_id} failed to start: {cause}", state)

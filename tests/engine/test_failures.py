@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from flink_task.engine import ActionConflictError, Engine, Timeouts
+from flink_task.engine import ActionConflictError, Engine, JobStore, Timeouts
 from tests.engine.flinkchecks import (
     job_state,
     jobs_with_id,
@@ -302,3 +303,41 @@ def test_delete_running_job_rejected(engine: Engine, job_request: Request) -> No
 
     with pytest.raises(ActionConflictError, match="STOP or CANCEL it before DELETE"):
         engine.begin({"jobName": "still-running", "action": "DELETE"})
+
+
+def test_cancel_of_starving_new(
+    make_engine: Callable[..., Engine], job_request: Request, rest_url: str, store_dir: Path
+) -> None:
+    slots = requests.get(f"{rest_url}/overview", timeout=30).json()["slots-total"]
+    start_job(make_engine(), job_request, "slot-hog", configuration={"parallelism": str(slots)})
+    engine = make_engine(timeouts=Timeouts(start=120, terminal=30, poll_interval=0.2))
+    engine.begin(job_request("starving", "NEW", configuration={"parallelism": "2"}))
+    outcome: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: outcome.update(engine.execute("starving")))
+    started = time.monotonic()
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        waiting = JobStore(store_dir).load("starving") or {}
+        while waiting.get("step") != "waiting for RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            waiting = JobStore(store_dir).load("starving") or {}
+        assert waiting.get("step") == "waiting for RUNNING", waiting
+        assert waiting["jobOutput"].startswith("Waiting up to 120 s for all tasks of job")
+
+        cancel = engine.begin({"jobName": "starving", "action": "CANCEL"})
+    finally:
+        worker.join(timeout=90)
+
+    assert not worker.is_alive()
+    assert time.monotonic() - started < 60
+    assert outcome["actionResult"] == "FAILED"
+    job_id = waiting["pendingJobId"]
+    assert outcome["jobOutput"] == f"Job {job_id} was cancelled by CANCEL before all its tasks ran"
+    assert cancel["action"] == "CANCEL"
+    assert cancel["actionResult"] == "IN_PROGRESS"
+    cancelled = engine.execute("starving")
+    assert cancelled["actionResult"] == "SUCCESS", cancelled["jobOutput"]
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["jobId"] == job_id
+    assert job_state(rest_url, job_id) == "CANCELED"
