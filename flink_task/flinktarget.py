@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -46,8 +45,9 @@ from flink_task.errors import (
     CancelledError,
     InputError,
 )
+from flink_task.outputs import report_jobs, short_state, write_outputs
 from flink_task.redact import redact_properties
-from flink_task.report import ConsoleReporter, Reporter
+from flink_task.report import Reporter
 from flink_task.request import FlinkRunRequest, FlinkTarget, build_flink_run_request
 from flink_task.waiting import Cancellation, Waiter, WaitTimeoutError
 
@@ -298,7 +298,6 @@ def open_store(
 
 
 def _perform(request: FlinkRunRequest, engine: Engine, reporter: Reporter) -> int:
-    from flink_task.runner import _write_outputs
 
     assert request.properties is not None and request.job_name is not None
     name = request.job_name
@@ -315,7 +314,7 @@ def _perform(request: FlinkRunRequest, engine: Engine, reporter: Reporter) -> in
         raise ActionFailedError(f"{request.action} of job {name} failed: {exc}") from None
     if request.action == "DELETE" and record.get("actionResult") == "SUCCESS":
         record = {**record, "status": "DELETED"}
-    _write_outputs(request, record, reporter)
+    write_outputs(request, record, reporter)
     if record.get("actionResult") == "FAILED":
         output = reporter.untrusted(str(record.get("jobOutput") or "no output"))
         reporter.fail(f"{request.action} of job {name} FAILED: {output}")
@@ -339,7 +338,6 @@ def _recover(engine: Engine) -> None:
 def _interrupted(
     request: FlinkRunRequest, engine: Engine, reporter: Reporter, stop: RunInterrupted
 ) -> int:
-    from flink_task.runner import _short_state, _write_outputs
 
     name = request.job_name or ""
     try:
@@ -348,8 +346,8 @@ def _interrupted(
         logger.error("Could not read the record of job %s: %s", name, exc)
         record = {"jobName": name}
     record = {**record, "actionResult": "IN_PROGRESS"}
-    _write_outputs(request, record, reporter)
-    state = f"last known state: {_short_state(record)}"
+    write_outputs(request, record, reporter)
+    state = f"last known state: {short_state(record)}"
     leftover = "The record stays IN_PROGRESS; the next run reconciles it with Flink before acting"
     if isinstance(stop.cause, CancelledError):
         reporter.fail(f"{request.action} of job {name} {stop.cause}; {state}. {leftover}")
@@ -368,8 +366,6 @@ def _list(
     command: str,
     flags: argparse.Namespace,
 ) -> int:
-    from flink_task.runner import _outputs_for
-
     try:
         records = engine.list_jobs()
     except (EngineError, StoreError) as exc:
@@ -382,26 +378,15 @@ def _list(
             )
             return EXIT_ACTION_FAILED
     records = [redact_properties(_with_live_state(engine, record)) for record in records]
-    outputs = {"jobs": json.dumps(records, sort_keys=True)}
-    if request.job_name is not None:
-        outputs.update(_outputs_for(request, records[0]))
-    reporter.set_outputs(outputs)
-    reporter.summary(
-        f"Jobs in {request.target.state_directory}",
-        [
-            (str(r.get("jobName")), f"{r.get('status') or '-'} (Flink: {r['flinkState']})")
-            for r in records
-        ],
-        None,
+    report_jobs(
+        request,
+        records,
+        reporter,
+        title=f"Jobs in {request.target.state_directory}",
+        describe=lambda r: f"{r.get('status') or '-'} (Flink: {r['flinkState']})",
+        columns=("jobName", "status", "flinkState", "action", "actionResult", "jobId"),
+        as_table=command == "jobs" and not getattr(flags, "json", False),
     )
-    if (
-        command == "jobs"
-        and not getattr(flags, "json", False)
-        and isinstance(reporter, ConsoleReporter)
-    ):
-        _print_table(records, reporter)
-    else:
-        reporter.print_result({"jobs": records})
     return EXIT_OK
 
 
@@ -417,18 +402,3 @@ def _with_live_state(engine: Engine, record: dict[str, Any]) -> dict[str, Any]:
             logger.warning("Could not read Flink job %s: %s", job_id, exc.root_cause)
             state = "UNKNOWN"
     return {**record, "flinkState": state}
-
-
-def _print_table(records: list[dict[str, Any]], reporter: Reporter) -> None:
-    from flink_task.runner import _cell
-
-    columns = ("jobName", "status", "flinkState", "action", "actionResult", "jobId")
-    rows = [[_cell(reporter, record.get(column)) for column in columns] for record in records]
-    widths = [
-        max([len(column)] + [len(row[i]) for row in rows]) for i, column in enumerate(columns)
-    ]
-    for cells in [list(columns), *rows]:
-        line = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-        sys.stdout.write(line.rstrip() + "\n")
-    if not rows:
-        sys.stdout.write("(no jobs)\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -23,24 +22,13 @@ from flink_task.errors import (
     FlinkTaskError,
 )
 from flink_task.inputs import INPUTS, add_input_flags, collect_raw_inputs
+from flink_task.outputs import report_jobs, short_state, write_outputs
 from flink_task.redact import redact_properties
-from flink_task.report import ConsoleReporter, Reporter, detect_reporter
-from flink_task.request import FlinkRunRequest, RunRequest, build_run_request
+from flink_task.report import Reporter, detect_reporter
+from flink_task.request import RunRequest, build_run_request
 from flink_task.waiting import Cancellation, Waiter, WaitTimeoutError
 
 logger = logging.getLogger("flink_task")
-
-# Outputs of every run, in the order they are written.
-OUTPUT_NAMES = (
-    "jobId",
-    "status",
-    "actionResult",
-    "jobOutput",
-    "lastSavePoint",
-    "savepoints",
-    "job",
-    "jobs",
-)
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -172,8 +160,8 @@ def _perform(
     except hdinsight.WaitInterruptedError as interrupted:
         record = interrupted.record if interrupted.record is not None else {}
         record = {**record, "actionResult": "IN_PROGRESS"}
-        _write_outputs(request, record, reporter)
-        state = f"last known state: {_short_state(record)}"
+        write_outputs(request, record, reporter)
+        state = f"last known state: {short_state(record)}"
         subject = f"{request.action} of job {request.job_name}"
         still_running = "The action may still be running on the server"
         cause = interrupted.cause
@@ -194,7 +182,7 @@ def _perform(
     record = outcome.record or {"jobName": request.job_name}
     if outcome.deleted:
         record = {**record, "action": "DELETE", "actionResult": "SUCCESS", "status": "DELETED"}
-    _write_outputs(request, record, reporter)
+    write_outputs(request, record, reporter)
     result = record.get("actionResult")
     if result == "FAILED":
         output = reporter.untrusted(str(record.get("jobOutput") or "no output"))
@@ -215,66 +203,16 @@ def _list(
     if request.job_name is not None and not records:
         reporter.fail(f"job {request.job_name} was not found on cluster {request.target.cluster}")
         return EXIT_ACTION_FAILED
-    outputs = {"jobs": json.dumps(records, sort_keys=True)}
-    if request.job_name is not None:
-        outputs.update(_outputs_for(request, records[0]))
-    reporter.set_outputs(outputs)
-    reporter.summary(
-        f"Jobs on cluster {request.target.cluster}",
-        [
-            (str(r.get("jobName")), f"{r.get('status') or '-'} ({r.get('actionResult') or '-'})")
-            for r in records
-        ],
-        None,
+    report_jobs(
+        request,
+        records,
+        reporter,
+        title=f"Jobs on cluster {request.target.cluster}",
+        describe=lambda r: f"{r.get('status') or '-'} ({r.get('actionResult') or '-'})",
+        columns=("jobName", "status", "action", "actionResult", "jobId", "lastSavePoint"),
+        as_table=command == "jobs" and not getattr(flags, "json", False),
     )
-    if (
-        command == "jobs"
-        and not getattr(flags, "json", False)
-        and isinstance(reporter, ConsoleReporter)
-    ):
-        _print_table(records, reporter, sys.stdout)
-    else:
-        reporter.print_result({"jobs": records})
     return EXIT_OK
-
-
-def _outputs_for(
-    request: RunRequest | FlinkRunRequest, record: Mapping[str, Any]
-) -> dict[str, str]:
-    record = redact_properties(record)
-    outputs = {
-        "jobId": str(record.get("jobId") or ""),
-        "status": str(record.get("status") or ""),
-        "actionResult": str(record.get("actionResult") or ""),
-        "jobOutput": str(record.get("jobOutput") or ""),
-        "lastSavePoint": str(record.get("lastSavePoint") or ""),
-        "job": json.dumps(record, sort_keys=True),
-    }
-    if request.action == "LIST_SAVEPOINT" and record.get("actionResult") == "SUCCESS":
-        lines = str(record.get("jobOutput") or "").splitlines()
-        outputs["savepoints"] = json.dumps([line.strip() for line in lines if line.strip()])
-    return outputs
-
-
-def _write_outputs(
-    request: RunRequest | FlinkRunRequest, record: Mapping[str, Any], reporter: Reporter
-) -> None:
-    outputs = _outputs_for(request, record)
-    reporter.set_outputs(outputs)
-    rows = [(name, outputs[name]) for name in OUTPUT_NAMES if name in outputs and name != "job"]
-    reporter.summary(
-        f"flink-task {request.action} of job {request.job_name}",
-        [(name, value) for name, value in rows if name != "jobOutput"],
-        outputs.get("jobOutput") or None,
-    )
-    reporter.print_result(json.loads(outputs["job"]))
-
-
-def _short_state(record: Mapping[str, Any]) -> str:
-    return (
-        f"status {record.get('status') or 'unknown'}, "
-        f"last action {record.get('action') or 'unknown'}"
-    )
 
 
 def _print_dry_run(request: RunRequest, reporter: Reporter, stream: TextIO) -> None:
@@ -286,29 +224,6 @@ def _print_dry_run(request: RunRequest, reporter: Reporter, stream: TextIO) -> N
         plan["body"] = {"properties": redact_properties(request.body["properties"])}
     stream.write(reporter.record_json(plan) + "\n")
     logger.info("Dry run: nothing was sent")
-
-
-def _print_table(records: list[dict[str, Any]], reporter: Reporter, stream: TextIO) -> None:
-    columns = ("jobName", "status", "action", "actionResult", "jobId", "lastSavePoint")
-    rows = [[_cell(reporter, record.get(column)) for column in columns] for record in records]
-    widths = [len(column) for column in columns]
-    for row in rows:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=True)]
-        return "  ".join(padded).rstrip() + "\n"
-
-    stream.write(line(columns))
-    for row in rows:
-        stream.write(line(row))
-    if not rows:
-        stream.write("(no jobs)\n")
-
-
-def _cell(reporter: Reporter, value: Any) -> str:
-    text = reporter.untrusted(str(value or "-"))
-    return " ".join(text.split()) or "-"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from flink_task.inputs import INPUTS, Input
-from flink_task.runner import OUTPUT_NAMES
+from flink_task.outputs import OUTPUT_NAMES
 from tests.surfaces.conftest import REPO_ROOT, load_script
 
 generator = load_script("generate_surfaces")
