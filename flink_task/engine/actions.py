@@ -945,7 +945,8 @@ class _StatusProbe:
 
     After the first read that fails for a reason other than 404, Flink counts as unreachable
     for the rest of the listing: the remaining records keep their stored status, and one
-    warning is logged at the end.
+    warning is logged at the end. Flink serves job details from a cache (web.refresh-interval,
+    3 s by default), so a job that ended a moment ago can still read as RUNNING.
     """
 
     timeout = 5.0

@@ -20,7 +20,7 @@ from flink_task.emulator import ClusterConfig, Emulator
 from flink_task.engine import JobStore
 from flink_task.samplejobs import ENTRY_CLASS
 from tests.emulator.conftest import ArmClient, EmulatorProcess, sdk_client
-from tests.engine.flinkchecks import restored_path
+from tests.engine.flinkchecks import restored_path, wait_for_state
 
 pytestmark = pytest.mark.flink
 
@@ -120,6 +120,23 @@ def test_new_then_savepoint(flink_emulator: Emulator, flink_url: str) -> None:
     assert savepoint_file(path).is_relative_to(default_directory)
     listed = arm.list_jobs(**{"$filter": "jobName eq 'orders'"}).json()["value"]
     assert listed[0]["properties"]["lastSavePoint"] == path
+
+
+def test_jobs_list_reads_flink_status(flink_emulator: Emulator, flink_url: str) -> None:
+    arm = ArmClient(flink_emulator)
+    created = assert_succeeded(arm.run_to_end(new_job("cancelled-outside")), "RUNNING")
+    job_id = created["jobId"]
+    requests.patch(f"{flink_url}/jobs/{job_id}", params={"mode": "cancel"}, timeout=30)
+    # GET /jobs/:jobid, which the listing reads, is served from Flink's cache of job details
+    # (web.refresh-interval, 3 s by default), so the wait reads that endpoint too.
+    wait_for_state(flink_url, job_id, "CANCELED")
+
+    listed = arm.list_jobs(**{"$filter": "jobName eq 'cancelled-outside'"}).json()["value"]
+    stop = arm.run_job({"jobName": "cancelled-outside", "action": "STOP"})
+
+    assert listed[0]["properties"]["status"] == "CANCELLED"
+    assert stop.status_code == 409, stop.text
+    assert "but it is CANCELLED" in stop.json()["error"]["message"]
 
 
 def test_second_action_while_running_409(flink_emulator: Emulator) -> None:
