@@ -28,7 +28,7 @@ from flink_task.engine.records import (
     utc_now,
 )
 from flink_task.engine.rest import FlinkRestClient, FlinkRestError
-from flink_task.engine.savepoints import find_completed_savepoint
+from flink_task.engine.savepoints import find_completed_savepoint, local_directory
 from flink_task.engine.store import CorruptRecordError, JobLockedError, JobStore, StoreError
 from flink_task.engine.waits import Timeouts, WaitTimeoutError
 from flink_task.engine.watch import TERMINAL_STATES, JobEndedError, JobWatcher, savepoint_location
@@ -841,6 +841,7 @@ class Engine:
                 pending["triggerId"],
                 exc.root_cause,
             )
+            pending["statusUnavailable"] = True
             found = self._savepoint_on_storage(record, pending)
             if found is None:
                 return None
@@ -937,6 +938,7 @@ class Engine:
         )
         if savepoint_path:
             message += f" Savepoint {savepoint_path} completed and is kept."
+        message += _unsearched_savepoint_hint(record.get("pendingTrigger") or {})
         return message + " Check the job, then run the action again."
 
 
@@ -979,6 +981,21 @@ class _StatusProbe:
                 self.skipped,
                 self.failure,
             )
+
+
+def _unsearched_savepoint_hint(pending: Mapping[str, Any]) -> str:
+    """Return a hint naming the remote directory where a savepoint may have completed."""
+    directory = str(pending.get("directory") or "")
+    if not pending.get("statusUnavailable") or not directory:
+        return ""
+    if local_directory(directory) is not None:
+        return ""  # searched already
+    prefix = str(pending.get("flinkJobId") or "")[:6]
+    return (
+        f" Its savepoint may have completed although Flink has no status for it: if {directory} "
+        f"contains a savepoint-{prefix}-* folder with a _metadata file written after "
+        f"{pending.get('triggeredAt')}, give its path to START as savePointName."
+    )
 
 
 def _is_waiting_to_start(record: Mapping[str, Any]) -> bool:

@@ -231,3 +231,39 @@ def test_recover_finds_savepoint_of_running_job(
     assert record["status"] == "RUNNING"
     assert local_path(record["lastSavePoint"]) == local_path(location)
     assert record["jobOutput"] == f"Savepoint completed. Path: {record['lastSavePoint']}"
+
+
+def test_recover_names_remote_savepoint_directory(
+    make_engine: Callable[..., Engine], store_dir: Path
+) -> None:
+    flink_job_id = new_flink_id()
+    directory = "abfs://savepoints@account.dfs.core.windows.net/jobs"
+    JobStore(store_dir).save(
+        {
+            "jobName": "remote-stop",
+            "jobId": flink_job_id,
+            "status": "RUNNING",
+            "action": "STOP",
+            "actionResult": "IN_PROGRESS",
+            "step": "stop savepoint triggered",
+            "pendingTrigger": {
+                "triggerId": new_flink_id(),
+                "flinkJobId": flink_job_id,
+                "kind": "STOP",
+                "directory": directory,
+                "triggeredAt": "2026-12-04T12:00:00.000Z",
+            },
+        }
+    )
+
+    engine = make_engine()
+    assert engine.recover() == ["remote-stop"]
+
+    record = engine.get_job("remote-stop")
+    assert record is not None
+    assert record["actionResult"] == "FAILED"
+    assert (
+        f"if {directory} contains a savepoint-{flink_job_id[:6]}-* folder with a _metadata "
+        "file written after 2026-12-04T12:00:00.000Z, give its path to START as savePointName."
+    ) in record["jobOutput"]
+    assert "lastSavePoint" not in record
