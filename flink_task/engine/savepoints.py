@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlsplit
 logger = logging.getLogger(__name__)
 
 # Flink names a savepoint folder "savepoint-<first 6 hex digits of the job id>-<12 random hex
-# digits>" and writes its "_metadata" file last, when the savepoint is complete (checked
-# against the folders that Flink 2.3.0 writes).
+# digits>" (seen on Flink 2.3.0) and writes its "_metadata" file when it finalizes the
+# savepoint, so a folder without one belongs to a savepoint that never completed.
 _METADATA = "_metadata"
 _JOB_ID_PREFIX_LENGTH = 6
 

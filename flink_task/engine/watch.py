@@ -128,6 +128,7 @@ class JobWatcher:
         not checked. When the cluster cannot be read, only a warning is logged.
         NOTE: a job whose code sets its operators' parallelism itself, or puts them in
         several slot sharing groups, needs a different number of slots than ``parallelism``.
+        A standalone task manager that is still starting is not counted either.
         """
         try:
             overview = self.flink.overview()
