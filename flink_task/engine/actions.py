@@ -92,6 +92,8 @@ class Engine:
         self.default_savepoint_dir = default_savepoint_dir
         self.timeouts = timeouts or Timeouts()
         self.watch = JobWatcher(flink, self.timeouts, clock=clock, sleep=sleep)
+        # Jobs whose action execute() is carrying out in this process right now.
+        self._executing: set[str] = set()
 
     # --- public interface -------------------------------------------------------------------
 
@@ -107,7 +109,14 @@ class Engine:
         request = rec.validate_request(properties)
         name, action = request["jobName"], request["action"]
         current = self._load(name)
-        if action == "CANCEL" and current is not None and _is_waiting_to_start(current):
+        # Only a start this process runs is aborted: its wait sees the cancel within a poll.
+        # Across processes (the Flink target) a second run is rejected at once instead.
+        if (
+            action == "CANCEL"
+            and current is not None
+            and name in self._executing
+            and _is_waiting_to_start(current)
+        ):
             return self._cancel_starting(request, current)
         # A running execute() holds the lock, so read the record first to name its action.
         _reject_in_progress(name, current)
@@ -182,7 +191,11 @@ class Engine:
                     raise ActionConflictError(
                         f"job {job_name} has no action in progress; call begin() first"
                     )
-                self._run_action(record)
+                self._executing.add(job_name)
+                try:
+                    self._run_action(record)
+                finally:
+                    self._executing.discard(job_name)
         except JobLockedError as exc:
             raise ActionConflictError(str(exc)) from None
         return api_properties(record)
