@@ -243,19 +243,14 @@ def build_run_request(
             dry_run=dry_run,
         )
 
-    if job_name is None:
-        raise InputError(
-            "jobName", "missing required input", "Set " + describe_inputs(["jobName"])
-        )
+    job_name = _require_job_name(job_name)
     _check_action_on_version(action, target)
     _reject_inputs_the_action_cannot_use(action, raw)
     run_id = _read_run_id(raw, target)
     properties = _build_properties(action, job_name, raw, run_id)
     body = {"properties": properties}
     schemas.validate_body(body)
-    configuration = properties.get("flinkConfiguration", {})
-    secrets = secret_values_in_configuration(configuration)
-    secrets += secret_values_in_args(properties.get("args", ""))
+    secrets = _secret_values(properties)
     return RunRequest(
         action=action,
         job_name=job_name,
@@ -267,6 +262,20 @@ def build_run_request(
         dry_run=dry_run,
         secret_values=secrets,
     )
+
+
+def _require_job_name(job_name: str | None) -> str:
+    if job_name is None:
+        raise InputError(
+            "jobName", "missing required input", "Set " + describe_inputs(["jobName"])
+        )
+    return job_name
+
+
+def _secret_values(properties: Mapping[str, Any]) -> list[str]:
+    """Return the secret-looking values of a body's configuration and arguments."""
+    secrets = secret_values_in_configuration(properties.get("flinkConfiguration", {}))
+    return secrets + secret_values_in_args(properties.get("args", ""))
 
 
 def _read_action(raw: Mapping[str, str], command: str) -> str:
@@ -314,7 +323,7 @@ def _reject_inputs_the_action_cannot_use(action: str, raw: Mapping[str, str]) ->
         if name not in raw or action in actions:
             continue
         if name in ("drain", "allowNonRestoredState") and raw[name].strip().lower() == "false":
-            continue  # an explicit "false" asks for the default behaviour, which is harmless
+            continue  # an explicit "false" requests the default behaviour, which is harmless
         raise InputError(
             name,
             f"{action} cannot use {name} (value {raw[name]!r})",
@@ -644,10 +653,7 @@ def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> 
             timeout_minutes=timeout or DEFAULT_TIMEOUT_MINUTES,
             dry_run=dry_run,
         )
-    if job_name is None:
-        raise InputError(
-            "jobName", "missing required input", "Set " + describe_inputs(["jobName"])
-        )
+    job_name = _require_job_name(job_name)
 
     _reject_inputs_the_action_cannot_use(action, raw)
     if "jobJarDirectory" in raw:
@@ -655,9 +661,7 @@ def build_flink_run_request(raw: Mapping[str, str], *, command: str = "run") -> 
     run_id = raw.get("runId") or str(uuid.uuid4())
     properties = _build_properties(action, job_name, raw, run_id)
     schemas.validate_body({"properties": properties})
-    configuration = properties.get("flinkConfiguration", {})
-    secrets = secret_values_in_configuration(configuration)
-    secrets += secret_values_in_args(properties.get("args", ""))
+    secrets = _secret_values(properties)
     jar_query = urlsplit(raw.get("jobJarDirectory", "")).query
     if jar_query:
         secrets.append(jar_query)  # a SAS token of an https:// jar folder
