@@ -25,7 +25,7 @@ NEWER_ACTIONS = ("LAST_STATE_UPDATE", "RE_LAUNCH")
 
 @dataclass(frozen=True)
 class ApiFeatures:
-    """What one API version of the job API supports."""
+    """Feature set of one version of the job API."""
 
     version: str
     actions: tuple[str, ...]

@@ -2,8 +2,8 @@
 
 Requests go through an azure-core pipeline (bearer token, user agent, retries, logging).
 azure-core's default retry policy also resends a POST that got 500, 503 or 504, or any
-response with ``Retry-After``; a resent ``runJob`` would perform the action twice,
-so this client retries reads only and sends ``runJob`` once. The only exception is a
+response with ``Retry-After``. A resent ``runJob`` would perform the action twice, so
+this client retries reads only and sends ``runJob`` once. The only exception is a
 connection that could not be opened at all: that request provably never reached the server.
 """
 

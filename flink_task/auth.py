@@ -1047,7 +1047,7 @@ class _SignInCredential:
 def describe_auth_error(exc: BaseException, secrets: Sequence[str] = ()) -> str:
     """Return a one-line description of a sign-in failure, with Azure AD's code and message.
 
-    Trace and correlation ids are kept because Microsoft support asks for them. Every value
+    Trace and correlation ids are kept because Microsoft support requests them. Every value
     in ``secrets`` and every JWT-shaped string is replaced by ``***``.
     """
     if isinstance(exc, SignInError):

@@ -3,15 +3,16 @@
 Right after a submission the jobs list can still show the previous action's SUCCESS.
 This is how the result of *this* action is distinguished from it:
 
-* API versions with ``runId`` (2023-11-01-preview and later): the task sends a fresh
-  run id and accepts only a record carrying that id.
+* API versions with ``runId`` (2023-11-01-preview, 2024-05-01-preview, 2024-05-01): a fresh
+  run id is sent, and only a record carrying that id is accepted.
 * Versions without ``runId``: the task reads the job's record before submitting. After
   the submission a final result counts once the runJob operation has completed and the
-  record shows this action happened: ``IN_PROGRESS`` was seen, or the record differs from
-  the one read before (action, job id, status, result, output or last savepoint), or the
-  operation's final body carried the result itself. If none of these shows within
-  ``SETTLE_SECONDS`` after the operation completed, the record is taken as the result
-  (an action that changes nothing, such as a second LIST_SAVEPOINT) and a warning says so.
+  record shows this action happened. That is the case when ``IN_PROGRESS`` was seen, when
+  the record differs from the one read before (action, job id, status, result, output or
+  last savepoint), or when the operation's final body carried the result itself. If none
+  of these shows within ``SETTLE_SECONDS`` after the operation completed, the record is
+  taken as the result (an action that changes nothing, such as a second LIST_SAVEPOINT),
+  with a warning.
 * DELETE is done when the record is gone from the list.
 """
 
@@ -84,7 +85,7 @@ class _Tracker:
 
 
 def run_action(request: RunRequest, client: JobApiClient, waiter: Waiter) -> Outcome:
-    """Submit the request's action and wait for its result, unless the request says not to."""
+    """Submit the request's action and wait for its result, unless the request sets wait=false."""
     assert request.body is not None and request.job_name is not None
     before = client.find_job(request.job_name)
     tracker = _Tracker(before=before, run_id=request.run_id, last=before)
@@ -150,7 +151,7 @@ def _follow_operation(
 ) -> None:
     """Poll the runJob long-running operation until it completes.
 
-    Between two polls of the operation (spaced as its ``Retry-After`` asks) the jobs list is
+    Between two polls of the operation (spaced by its ``Retry-After`` header) the jobs list is
     read on the task's own faster schedule when the API version has ``runId``: a final record
     carrying this run's id ends the action without waiting for the operation's next poll.
     """
@@ -310,7 +311,7 @@ def _describe(record: dict[str, Any] | None) -> str:
 def _submitted_record(
     request: RunRequest, before: dict[str, Any] | None, body: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Describe a submission the run does not wait for: IN_PROGRESS unless the body says more."""
+    """Describe a submission the run does not wait for: IN_PROGRESS unless the body is final."""
     record = dict(before or {})
     record.update({"jobName": request.job_name, "action": request.action})
     if request.run_id:

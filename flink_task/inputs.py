@@ -41,7 +41,7 @@ API_VERSIONS = (
 )
 DEFAULT_API_VERSION = "2024-05-01-preview"
 DEFAULT_MANAGEMENT_ENDPOINT = "https://management.azure.com"
-# Where the action runs: the HDInsight on AKS job API, or a Flink cluster's REST API directly.
+# Targets of an action: the HDInsight on AKS job API, or a Flink cluster's REST API directly.
 TARGETS = ("hdinsight", "flink")
 
 _TRUE = {"true", "yes", "1", "on"}

@@ -575,7 +575,7 @@ def _http_get_json(url: str, timeout: float = 2.0) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback URL)
             return json.load(response)
     except urllib.error.HTTPError as error:
-        # The error holds the open response. Closing it releases the socket, and the status
+        # The error contains the open response. Closing it releases the socket, and the status
         # code stays readable.
         error.close()
         raise

@@ -24,7 +24,7 @@ OUTPUT_NAMES = (
 
 
 class ActionRequest(Protocol):
-    """What the outputs need to know of a run's request, whatever its target."""
+    """Part of a run's request that the outputs use, whatever the target."""
 
     @property
     def action(self) -> str: ...

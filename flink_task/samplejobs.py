@@ -197,7 +197,7 @@ def _get_json(url: str, timeout: float) -> Any:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (caller's URL)
             return json.load(response)
     except urllib.error.HTTPError as error:
-        # The error holds the open response. Closing it releases the socket, and the status
+        # The error contains the open response. Closing it releases the socket, and the status
         # code stays readable.
         error.close()
         raise

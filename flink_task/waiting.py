@@ -16,7 +16,7 @@ from flink_task.errors import CancelledError
 logger = logging.getLogger(__name__)
 
 # Poll every 0.2 s at first, growing by half each time up to a cap that rises with the
-# time already waited: most actions finish within seconds and are noticed within about a
+# time already waited. Most actions finish within seconds and are noticed within about a
 # second, while an hour-long savepoint is not polled more than every 15 s.
 FIRST_INTERVAL = 0.2
 GROWTH = 1.5

@@ -2,7 +2,7 @@
 
 It signs RS256 JWTs with an RSA key generated at start-up and publishes the public key as a
 JWKS, so a token endpoint can check federated client assertions against it. As a loopback
-HTTP(S) server it answers the two requests that pipelines make:
+HTTP(S) server it responds to the two requests that pipelines make:
 
 - GitHub Actions: ``GET <ACTIONS_ID_TOKEN_REQUEST_URL>&audience=<aud>`` with
   ``Authorization: Bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>``, answered with ``{"value": jwt}``.

@@ -109,8 +109,8 @@ class Engine:
         request = rec.validate_request(properties)
         name, action = request["jobName"], request["action"]
         current = self._load(name)
-        # Only a start this process runs is aborted: its wait sees the cancel within a poll.
-        # Across processes (the Flink target) a second run is rejected at once instead.
+        # Only a start this process runs is aborted, because its wait notices the cancel
+        # within a poll. Across processes (the Flink target) a second run is rejected at once.
         if (
             action == "CANCEL"
             and current is not None
@@ -983,7 +983,7 @@ class _StatusProbe:
             self.skipped += 1
             return None
         if details is None:
-            return FAILED  # a Flink cluster that restarted without HA forgets its jobs
+            return FAILED  # a Flink cluster that restarted without HA has lost its jobs
         state = str(details.get("state"))
         return _STATUS_OF_TERMINAL[state] if state in TERMINAL_STATES else RUNNING
 

@@ -179,7 +179,7 @@ class JobStore:
         )
         # The lock file appears with its content in one step (a hard link to a complete
         # temporary file), so a process killed while locking never leaves an empty lock that
-        # nobody could judge stale.
+        # could not be judged stale.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         with open(temporary, "w", encoding="utf-8") as stream:
             stream.write(content)

@@ -1,9 +1,9 @@
 """Fakes of Azure AD and of the job API on ARM, at the HTTP level with ``responses``.
 
-The real azure-identity and azure-core classes run unchanged; only the HTTP edge that
-cannot run here (login.microsoftonline.com, management.azure.com) is answered by
-``responses``. The mock is strict: a request nobody registered fails the test, and so
-does a registered answer that was never requested.
+The real azure-identity and azure-core classes run unchanged. Only the HTTP edge that
+cannot run here (login.microsoftonline.com, management.azure.com) is faked by
+``responses``. The mock is strict: an unregistered request fails the test, and so does a
+registered response that was never requested.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ JOBS_URL = re.compile(re.escape(ARM + CLUSTER_PATH + "/jobs") + r"(\?.*)?$")
 
 
 def register_aad(mock: responses.RequestsMock, tenant_id: str = TENANT_ID) -> None:
-    """Answer the OpenID configuration and client-credentials token requests MSAL makes."""
+    """Register the OpenID configuration and token responses for the requests MSAL makes."""
     base = f"{AUTHORITY}/{tenant_id}"
     mock.add(
         responses.GET,
@@ -72,7 +72,7 @@ def base_inputs(**overrides: str) -> dict[str, str]:
 
 @dataclass
 class FakeJobApi:
-    """A scripted job API: runJob answers and successive jobs lists.
+    """A scripted job API: runJob responses and successive jobs lists.
 
     ``lists`` is consumed one entry per GET of ``jobs``; the last entry repeats. An entry is
     a list of job property dicts or a callable taking the runId sent with runJob.
